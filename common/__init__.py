@@ -1,0 +1,1 @@
+"""Shared spine of the lab suite: flags, device and seed, run folders, early stopping, plots, sweeps."""

@@ -1,0 +1,224 @@
+"""Lab 1: fit a one-dimensional function with a feed-forward net (report, Lab 1).
+
+    python lab1_fnn/train.py --width 75 --depth 2
+
+Data: N points equispaced on the function's interval, split at random 5:2:3 into disjoint
+train / validation / test sets. Model: depth d and width w as the report defines them.
+Training records train and validation MSE every epoch; the test MSE is that of the
+best-validation weights.
+"""
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` when run as a script
+from common import cli  # noqa: E402
+from common.device import seed_everything, select_device  # noqa: E402
+from common.early_stopping import EarlyStopping  # noqa: E402
+from common.plots import plot_curves  # noqa: E402
+from common.runs import Run  # noqa: E402
+
+# name -> (f, interval start, interval end, whether the end point is included)
+FUNCTIONS = {
+    "sin": (np.sin, 0.0, 2 * math.pi, False),
+    "log2cos": (lambda x: np.log2(x) + np.cos(math.pi * x / 2), 1.0, 16.0, True),
+}
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    parts = text.split(":")
+    try:
+        ratios = tuple(float(p) for p in parts)
+    except ValueError:
+        ratios = ()
+    if len(ratios) != 3 or not all(0 < r < math.inf for r in ratios):
+        raise argparse.ArgumentTypeError(
+            f"must be three positive numbers train:val:test such as 5:2:3, got {text!r}")
+    return ratios
+
+
+def parse_args(argv=None):
+    parser = cli.lab_parser("lab1_fnn", __doc__.splitlines()[0])
+    parser.add_argument("--function", choices=FUNCTIONS, default="sin",
+                        help="sin: y = sin(x) on [0, 2pi); log2cos: y = log2(x) + cos(pi x / 2) on [1, 16]")
+    parser.add_argument("--n-points", type=cli.positive_int, default=1000, help="number of points N (1000)")
+    parser.add_argument("--split", type=parse_split, default=(5.0, 2.0, 3.0),
+                        help="train:val:test ratio (5:2:3)")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="seed of the random split, kept apart from --seed so that seeds vary only the model (0)")
+    parser.add_argument("--depth", type=cli.positive_int, default=1,
+                        help="d: input layer 1->w, d-1 hidden layers w->w, output layer w->1 (1)")
+    parser.add_argument("--width", type=cli.positive_int, default=100, help="w, neurons per layer (100)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument("--optimizer", choices=["sgd", "adam", "lbfgs"], default="sgd")
+    parser.add_argument("--lr", type=cli.positive_float, default=0.01, help="learning rate (0.01)")
+    parser.add_argument("--epochs", type=cli.positive_int, default=500, help="maximum epochs (500)")
+    parser.add_argument("--batch-size", type=cli.non_negative_int, default=0,
+                        help="minibatch size; 0 = full batch, as in the report (0)")
+    parser.add_argument("--patience", type=cli.non_negative_int, default=None,
+                        help="stop once the best validation MSE has not improved for patience+1 epochs (off)")
+    args = parser.parse_args(argv)
+    if args.optimizer == "lbfgs" and args.batch_size:
+        raise cli.UsageError("--optimizer lbfgs works on the full batch only; drop --batch-size")
+    return args
+
+
+def split_sizes(n: int, ratios) -> tuple[int, int, int]:
+    total = sum(ratios)
+    n_train, n_val = int(n * ratios[0] / total), int(n * ratios[1] / total)
+    sizes = (n_train, n_val, n - n_train - n_val)
+    if min(sizes) == 0:
+        raise cli.UsageError(f"--n-points {n} is too small for --split {':'.join(f'{r:g}' for r in ratios)}: "
+                             f"a set would be empty")
+    return sizes
+
+
+def make_data(function: str, n_points: int, ratios, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Equispaced points of the function, split at random into disjoint train/val/test sets."""
+    f, start, end, closed = FUNCTIONS[function]
+    x = np.linspace(start, end, n_points, endpoint=closed)
+    y = f(x)
+    order = torch.randperm(n_points, generator=torch.Generator().manual_seed(seed))
+    n_train, n_val, _ = split_sizes(n_points, ratios)
+    parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    as_column = lambda a: torch.tensor(a, dtype=torch.float32).unsqueeze(1)  # noqa: E731
+    return {name: (as_column(x[idx]), as_column(y[idx])) for name, idx in parts.items()}
+
+
+class FunctionNet(nn.Module):
+    """Depth d, width w: input 1->w, d-1 hidden w->w, output w->1, the activation after all but the output.
+
+    The report built its hidden layers as `[nn.Linear(w, w)] * (depth - 1)`: one layer object
+    repeated, in a plain list, so it was shared by every hidden position and, not being
+    registered, never trained. Here each hidden layer is its own registered layer.
+    """
+
+    def __init__(self, width: int, depth: int, activation: str = "relu"):
+        super().__init__()
+        self.input = nn.Linear(1, width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
+        self.output = nn.Linear(width, 1)
+        self.activation = ACTIVATIONS[activation]()
+
+    def forward(self, x):
+        x = self.activation(self.input(x))
+        for layer in self.hidden:
+            x = self.activation(layer(x))
+        return self.output(x)
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.LBFGS(params, lr=lr, line_search_fn="strong_wolfe")  # up to 20 iterations an epoch
+
+
+def train_epoch(model, optimizer, x, y, batch_size: int) -> float:
+    """One pass over the training set; return the mean training MSE seen during the pass."""
+    loss_fn = nn.functional.mse_loss
+    if isinstance(optimizer, torch.optim.LBFGS):
+        def closure():
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            return loss
+        return optimizer.step(closure).item()
+    n = len(x)
+    batches = [slice(None)] if not batch_size or batch_size >= n else \
+        torch.randperm(n, device=x.device).split(batch_size)
+    total = 0.0
+    for idx in batches:
+        xb, yb = x[idx], y[idx]
+        loss = loss_fn(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(xb)
+    return total / n
+
+
+@torch.inference_mode()
+def mse(model, x, y) -> float:
+    return nn.functional.mse_loss(model(x), y).item()
+
+
+def plot_fit(path, model, args, data, device):
+    f, start, end, closed = FUNCTIONS[args.function]
+    x = np.linspace(start, end, 1000, endpoint=closed)
+    with torch.inference_mode():
+        prediction = model(torch.tensor(x, dtype=torch.float32, device=device).unsqueeze(1)).cpu().squeeze(1)
+    x_test, y_test = data["test"]
+    curves = {"truth": (x, f(x)), "best-validation model": (x, prediction.numpy()),
+              "test points": (x_test.squeeze(1).numpy(), y_test.squeeze(1).numpy())}
+    plot_curves(path, curves, xlabel="x", ylabel="y",
+                title=f"{args.function}: depth {args.depth}, width {args.width}, {args.activation}")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = select_device(args.device)
+    seed_everything(args.seed)
+    data = make_data(args.function, args.n_points, args.split, args.data_seed)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+        tuple(t.to(device) for t in data[name]) for name in ("train", "val", "test"))
+    model = FunctionNet(args.width, args.depth, args.activation).to(device)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
+    run = Run("lab1_fnn", args, device)
+
+    stopper = EarlyStopping(args.patience)
+    best_state = None
+    train_curve, val_curve = [], []
+    status = "ok"
+    postfix_every = max(1, args.epochs // 200)
+    progress = tqdm(range(1, args.epochs + 1), desc="lab1", disable=args.quiet, leave=False)
+    for epoch in progress:
+        train_mse = train_epoch(model, optimizer, x_train, y_train, args.batch_size)
+        val_mse = mse(model, x_val, y_val)
+        run.log(epoch, train_mse=train_mse, val_mse=val_mse)
+        train_curve.append(train_mse)
+        val_curve.append(val_mse)
+        if not (math.isfinite(train_mse) and math.isfinite(val_mse)):
+            status = "diverged"
+            break
+        if stopper.step(epoch, val_mse):
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if stopper.should_stop:
+            status = "early_stopped"
+            break
+        if epoch % postfix_every == 0:
+            progress.set_postfix(train=f"{train_mse:.2e}", val=f"{val_mse:.2e}", refresh=False)
+    progress.close()
+
+    final_train_mse = mse(model, x_train, y_train)
+    have_best = best_state is not None
+    if have_best:
+        model.load_state_dict(best_state)
+        torch.save(best_state, run.path("best.pt"))
+    plot_curves(run.path("loss_curves.png"), {"train": train_curve, "validation": val_curve},
+                ylabel="MSE", log=True, title=f"depth {args.depth}, width {args.width}, {args.activation}, lr {args.lr:g}")
+    plot_fit(run.path("fit.png"), model, args, data, device)
+    summary = run.finish(
+        status,
+        best_val_mse=stopper.best if have_best else None,
+        best_epoch=stopper.best_epoch,
+        test_mse=mse(model, x_test, y_test) if have_best else None,
+        final_train_mse=final_train_mse,
+        epochs_run=len(val_curve),
+    )
+    if not args.quiet:
+        print(f"{status}: best val MSE {summary['best_val_mse']} at epoch {summary['best_epoch']}, "
+              f"test MSE {summary['test_mse']} -> {run.dir}")
+    return summary
+
+
+if __name__ == "__main__":
+    cli.run(main)

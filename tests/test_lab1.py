@@ -1,0 +1,164 @@
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lab1_fnn import train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--n-points", "200", "--width", "16", "--quiet"]
+
+
+def run(tmp_path, *flags, name="run"):
+    return train.main([*TINY, *flags, "--out", str(tmp_path / name)])
+
+
+def test_split_sizes_disjoint_and_complete():
+    data = train.make_data("sin", 1000, (5, 2, 3), seed=0)
+    assert [len(data[s][0]) for s in ("train", "val", "test")] == [500, 200, 300]
+    xs = [set(data[s][0].squeeze(1).tolist()) for s in ("train", "val", "test")]
+    assert not (xs[0] & xs[1]) and not (xs[0] & xs[2]) and not (xs[1] & xs[2])
+    all_x = np.sort(np.concatenate([data[s][0].squeeze(1).numpy() for s in ("train", "val", "test")]))
+    assert np.allclose(all_x, np.linspace(0, 2 * math.pi, 1000, endpoint=False).astype(np.float32))
+    for x, y in data.values():
+        assert torch.allclose(y, torch.sin(x), atol=1e-6)
+    again = train.make_data("sin", 1000, (5, 2, 3), seed=0)
+    other = train.make_data("sin", 1000, (5, 2, 3), seed=1)
+    assert torch.equal(data["val"][0], again["val"][0]) and not torch.equal(data["val"][0], other["val"][0])
+
+
+def test_uneven_split_and_log2cos_interval():
+    assert train.split_sizes(7, (5, 2, 3)) == (3, 1, 3)
+    assert train.split_sizes(10, (1, 1, 1)) == (3, 3, 4)
+    data = train.make_data("log2cos", 16, (1, 1, 2), seed=0)
+    x = torch.cat([data[s][0] for s in data]).squeeze(1).sort().values
+    assert x[0] == 1 and x[-1] == 16  # [1, 16], both ends
+    y = torch.cat([data[s][1] for s in data]).squeeze(1)[torch.cat([data[s][0] for s in data]).squeeze(1).argsort()]
+    assert torch.allclose(y, torch.log2(x) + torch.cos(math.pi * x / 2), atol=1e-5)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_every_layer_is_its_own_trained_layer(depth):
+    width = 7
+    model = train.FunctionNet(width, depth)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == depth + 1 and len(model.hidden) == depth - 1
+    params = list(model.parameters())
+    assert sum(p.numel() for p in params) == 2 * width + (depth - 1) * (width * width + width) + width + 1
+    assert len({p.data_ptr() for p in params}) == len(params) == 2 * (depth + 1)  # no shared tensors
+    before = [p.detach().clone() for p in params]
+    optimizer = train.make_optimizer("sgd", model.parameters(), 0.1)
+    x = torch.linspace(0, 6, 50).unsqueeze(1)
+    train.train_epoch(model, optimizer, x, torch.sin(x), batch_size=0)
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # every layer trained
+
+
+def test_tiny_run_beats_predicting_the_training_mean(tmp_path):
+    summary = run(tmp_path, "--optimizer", "adam", "--epochs", "300")
+    data = train.make_data("sin", 200, (5, 2, 3), seed=0)
+    baseline = torch.mean((data["test"][1] - data["train"][1].mean()) ** 2).item()
+    assert summary["status"] == "ok"
+    assert summary["test_mse"] < 0.2 * baseline
+    sgd = run(tmp_path, "--epochs", "300", name="sgd")  # the report's optimizer learns too, slower
+    assert sgd["test_mse"] < 0.5 * baseline
+
+
+def test_files_and_keys(tmp_path):
+    summary = run(tmp_path, "--epochs", "40", "--depth", "2")
+    out = tmp_path / "run"
+    assert {"best_val_mse", "best_epoch", "test_mse", "final_train_mse", "epochs_run",
+            "wall_seconds", "status"} <= set(summary)
+    assert json.loads((out / "summary.json").read_text()) == summary
+    config = json.loads((out / "config.json").read_text())
+    assert config["depth"] == 2 and config["activation"] == "relu" and "environment" in config
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "train_mse", "val_mse"] and len(rows) == 40 == summary["epochs_run"]
+    val = [float(r["val_mse"]) for r in rows]
+    assert summary["best_epoch"] == int(np.argmin(val)) + 1
+    assert summary["best_val_mse"] == pytest.approx(min(val))
+    for png in ("loss_curves.png", "fit.png"):
+        assert (out / png).stat().st_size > 5000
+
+
+def test_test_mse_is_that_of_the_best_validation_weights(tmp_path):
+    summary = run(tmp_path, "--epochs", "60", "--optimizer", "adam", "--lr", "0.05")
+    model = train.FunctionNet(16, 1)
+    model.load_state_dict(torch.load(tmp_path / "run/best.pt"))
+    data = train.make_data("sin", 200, (5, 2, 3), seed=0)
+    assert train.mse(model, *data["val"]) == pytest.approx(summary["best_val_mse"])
+    assert train.mse(model, *data["test"]) == pytest.approx(summary["test_mse"])
+
+
+def test_patience_stops_by_the_reports_rule(tmp_path):
+    summary = run(tmp_path, "--epochs", "500", "--optimizer", "adam", "--lr", "0.5", "--patience", "3")
+    assert summary["status"] == "early_stopped"
+    assert summary["epochs_run"] == summary["best_epoch"] + 4 < 500
+
+
+def test_nan_loss_stops_as_diverged_and_keeps_files(tmp_path):
+    summary = run(tmp_path, "--epochs", "200", "--lr", "1e6", "--depth", "3")
+    assert summary["status"] == "diverged" and summary["epochs_run"] < 200
+    for name in ("config.json", "history.csv", "summary.json", "loss_curves.png"):
+        assert (tmp_path / "run" / name).exists()
+
+
+@pytest.mark.parametrize("flags", [["--optimizer", "lbfgs", "--lr", "0.5"],
+                                   ["--batch-size", "32", "--activation", "tanh"],
+                                   ["--activation", "gelu", "--optimizer", "adam"],
+                                   ["--activation", "sigmoid", "--function", "log2cos"]])
+def test_optimizers_batches_activations_functions(tmp_path, flags):
+    summary = run(tmp_path, "--epochs", "15", *flags)
+    assert summary["status"] == "ok" and math.isfinite(summary["test_mse"])
+    history = (tmp_path / "run/history.csv").read_text().splitlines()
+    first, last = (float(line.split(",")[1]) for line in (history[1], history[-1]))
+    assert last < first  # training loss went down
+
+
+def test_same_seed_same_result(tmp_path):
+    a = run(tmp_path, "--epochs", "20", name="a")
+    b = run(tmp_path, "--epochs", "20", name="b")
+    c = run(tmp_path, "--epochs", "20", "--seed", "1", name="c")
+    assert a["test_mse"] == b["test_mse"] != c["test_mse"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--width", "0"], "--width: must be a positive integer, got '0'"),
+    (["--depth", "-1"], "--depth: must be a positive integer, got '-1'"),
+    (["--activation", "swish"], "invalid choice: 'swish'"),
+    (["--split", "5:2"], "--split: must be three positive numbers"),
+    (["--split", "5:0:3"], "--split: must be three positive numbers"),
+    (["--optimizer", "lbfgs", "--batch-size", "8"], "full batch only"),
+    (["--n-points", "3"], "too small for --split 5:2:3"),
+    (["--lr", "-1"], "--lr: must be a positive number"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, run_cli, flags, message):
+    code, err = run_cli(train.main, [*flags, "--out", str(tmp_path / "bad"), "--quiet"])
+    assert code == 2 and len(err) == 1 and message in err[0] and err[0].startswith("error: ")
+    assert not (tmp_path / "bad").exists()  # nothing written
+
+
+def test_finished_run_is_never_overwritten(tmp_path, run_cli):
+    run(tmp_path, "--epochs", "5")
+    before = (tmp_path / "run/summary.json").read_text()
+    code, err = run_cli(train.main, [*TINY, "--epochs", "7", "--out", str(tmp_path / "run")])
+    assert code == 2 and len(err) == 1 and "already holds a finished run" in err[0]
+    assert (tmp_path / "run/summary.json").read_text() == before
+
+
+def test_script_runs_as_written_and_bad_input_has_no_traceback(tmp_path):
+    ok = subprocess.run([sys.executable, "lab1_fnn/train.py", "--width", "75", "--depth", "2", "--epochs", "30",
+                         "--out", str(tmp_path / "ok")], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "lab1" in ok.stderr  # the progress bar
+    assert json.loads((tmp_path / "ok/summary.json").read_text())["epochs_run"] == 30
+    bad = subprocess.run([sys.executable, "lab1_fnn/train.py", "--width", "0"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr

@@ -1,0 +1,145 @@
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from common import report, sweep
+from common.cli import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--", "--n-points", "60", "--epochs", "15", "--width", "8"]
+
+
+def test_grid_values():
+    assert sweep.expand_values("1..3,10") == ["1", "2", "3", "10"]
+    assert sweep.expand_values("5:75:5") == [str(v) for v in range(5, 80, 5)]
+    assert sweep.expand_values("0.1:0.3:0.1") == ["0.1", "0.2", "0.3"]
+    assert sweep.expand_values("relu,sigmoid") == ["relu", "sigmoid"]
+    assert sweep.expand_values("1e-3,0.01") == ["1e-3", "0.01"]
+    for bad in ("1,,2", "5:1:1", "1:5:0", "a:b:c"):
+        with pytest.raises(UsageError):
+            sweep.expand_values(bad)
+    assert sweep.parse_grid(["batch-size=8", "depth=1..2"]) == {"batch_size": ["8"], "depth": ["1", "2"]}
+    with pytest.raises(UsageError, match="name=values"):
+        sweep.parse_grid(["depth"])
+
+
+def test_union_of_grids_and_point_flags():
+    points = sweep.expand_points([{"width": ["5", "10"], "depth": ["1"]}, {"width": ["10"], "depth": ["1", "2"]}])
+    assert points == [{"width": "5", "depth": "1"}, {"width": "10", "depth": "1"}, {"width": "10", "depth": "2"}]
+    assert sweep.point_argv({"batch_size": "8", "self_loop": "false", "pair_norm": "True"}) == \
+        ["--batch-size", "8", "--no-self-loop", "--pair-norm"]
+    assert sweep.point_name({"a": "x/y z", "lr": "1e-3"}) == "a=x-y-z_lr=1e-3"
+
+
+def sweep_argv(out, *grid, extra=()):
+    return ["lab1_fnn", "--out", str(out), "--grid", *grid, *extra, *FAST]
+
+
+def test_sweep_heatmaps_resume_and_extension(tmp_path, capsys):
+    argv = sweep_argv(tmp_path, "activation=relu,tanh", "depth=1..2", "width=4,8",
+                      extra=["--heatmap", "depth,width", "--metric", "best_val_mse", "--log-color",
+                             "--table", "best_epoch"])
+    results = sweep.main(argv)
+    assert len(results) == 8 and set(results["status"]) == {"ok"}
+    for name in ("results.csv", "summary.md", "heatmap_best_val_mse_activation=relu.png",
+                 "heatmap_best_val_mse_activation=tanh.png", "table_best_epoch_activation=relu.md"):
+        assert (tmp_path / name).exists(), name
+    table = (tmp_path / "table_best_val_mse_activation=tanh.md").read_text()
+    assert "| width \\ depth | 1 | 2 |" in table
+    on_disk = pd.read_csv(tmp_path / "results.csv")
+    row = on_disk[(on_disk.activation == "tanh") & (on_disk.depth == 2) & (on_disk.width == 8)].iloc[0]
+    assert f"{row.best_val_mse:.4g}" in table.splitlines()[-1]  # width 8 is the last row, depth 2 the last column
+    summary_file = tmp_path / "activation=relu_depth=1_width=4" / "summary.json"
+    stamp = summary_file.stat().st_mtime_ns
+    capsys.readouterr()
+
+    again = sweep.main(argv)  # resume: nothing runs again
+    assert "8 already done, 0 to run" in capsys.readouterr().out
+    assert summary_file.stat().st_mtime_ns == stamp
+    assert again.drop(columns="wall_seconds").equals(results.drop(columns="wall_seconds"))
+
+    wider = sweep.main(sweep_argv(tmp_path, "activation=relu,tanh", "depth=1..2", "width=4,8,12",
+                                  extra=["--heatmap", "depth,width", "--metric", "best_val_mse"]))
+    assert "8 already done, 4 to run" in capsys.readouterr().out
+    assert len(wider) == 12 and summary_file.stat().st_mtime_ns == stamp
+
+
+def test_failed_and_diverged_points_are_recorded_and_the_sweep_goes_on(tmp_path):
+    # n-points 3 passes the flag check but cannot be split 5:2:3; lr 1e6 diverges
+    results = sweep.main(["lab1_fnn", "--out", str(tmp_path), "--grid", "n_points=3,60",
+                          "--grid", "n_points=60", "lr=1e6", "depth=3",
+                          "--", "--epochs", "15", "--width", "8"])
+    status = dict(zip(results["dir"], results["status"]))
+    assert status == {"n_points=3": "failed", "n_points=60": "ok", "n_points=60_lr=1e6_depth=3": "diverged"}
+    assert "too small" in results.set_index("dir").loc["n_points=3", "error"]
+    assert "3 ok" not in (tmp_path / "summary.md").read_text()
+
+
+def test_seeds_give_mean_and_std_and_a_spread_figure(tmp_path):
+    sweep.main(sweep_argv(tmp_path, "width=4,8", extra=["--seeds", "3", "--metric", "test_mse", "--log-color"]))
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert sorted(results["seed"]) == [0, 0, 1, 1, 2, 2]
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    width4 = results[results.width == 4]["test_mse"]
+    assert lines[0] == "| width | runs | status | test_mse |"
+    assert lines[2] == f"| 4 | 3 | 3 ok | {width4.mean():.4g} ± {width4.std():.2g} |"
+    assert (tmp_path / "spread_test_mse.png").stat().st_size > 5000
+
+
+def test_pool_of_workers_gives_the_same_results_as_in_process(tmp_path):
+    one = sweep.main(sweep_argv(tmp_path / "one", "width=4,8"))
+    two = sweep.main(sweep_argv(tmp_path / "two", "width=4,8", extra=["--jobs", "2"]))
+    assert list(one["test_mse"]) == list(two["test_mse"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["lab9_nope", "--grid", "a=1"], "unknown lab 'lab9_nope'"),
+    (["lab1_fnn", "--grid", "width=0,5"], "point width=0: "),
+    (["lab1_fnn", "--grid", "width=5", "--heatmap", "width,depth", "--metric", "test_mse"], "'depth' is not a grid key"),
+    (["lab1_fnn", "--grid", "width=5", "--heatmap", "width"], "--heatmap takes two grid keys"),
+    (["lab1_fnn", "--grid", "width=5:1:1"], "stop >= start"),
+])
+def test_bad_sweeps_exit_2_before_running_anything(tmp_path, run_cli, argv, message):
+    out = tmp_path / "s"
+    code, err = run_cli(sweep.main, [*argv, "--out", str(out), *FAST])
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not any(out.glob("*/summary.json"))
+
+
+def test_resume_refuses_a_sweep_with_other_fixed_flags(tmp_path, run_cli):
+    sweep.main(sweep_argv(tmp_path, "width=4"))
+    code, err = run_cli(sweep.main, ["lab1_fnn", "--out", str(tmp_path), "--grid", "width=4", "--", "--epochs", "3"])
+    assert code == 2 and "holds a sweep of lab1_fnn with fixed flags" in err[0]
+
+
+def test_report_gathers_sweeps(tmp_path, run_cli):
+    sweeps_dir = tmp_path / "sweeps"
+    sweep.main(sweep_argv(sweeps_dir / "b", "depth=1..2", "width=4,8",
+                          extra=["--heatmap", "depth,width", "--metric", "best_val_mse", "--title", "Depth and width"]))
+    sweep.main(sweep_argv(sweeps_dir / "a", "width=4", extra=["--seeds", "2", "--metric", "test_mse"]))
+    path = report.main(["--sweeps", str(sweeps_dir), "--out", str(tmp_path / "report")])
+    text = path.read_text()
+    assert text.index("## a") < text.index("## Depth and width")
+    assert "![heatmap_best_val_mse](../sweeps/b/heatmap_best_val_mse.png)" in text
+    assert "![spread_test_mse](../sweeps/a/spread_test_mse.png)" in text
+    assert "| width | seed" not in text and "| 4 | 2 | 2 ok |" in text  # seeds folded into mean ± std
+    code, err = run_cli(report.main, ["--sweeps", str(tmp_path / "empty")])
+    assert code == 2 and "no sweep results" in err[0]
+
+
+def test_sweep_scripts_parse_and_check_scale():
+    for script in sorted((ROOT / "sweeps").glob("*.sh")):
+        assert subprocess.run(["bash", "-n", script]).returncode == 0, script
+    bad = subprocess.run(["bash", "sweeps/lab1_depth_width.sh"], cwd=ROOT, env={"SCALE": "huge", "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "SCALE must be smoke or full" in bad.stderr
+
+
+def test_sweep_json_records_the_settings(tmp_path):
+    sweep.main(sweep_argv(tmp_path, "width=4", extra=["--title", "T"]))
+    settings = json.loads((tmp_path / "sweep.json").read_text())
+    assert settings["lab"] == "lab1_fnn" and settings["title"] == "T" and settings["grids"] == [{"width": ["4"]}]
+    assert settings["fixed"] == FAST[1:]
