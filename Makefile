@@ -7,9 +7,16 @@ SCALE ?= smoke
 PYTHON := $(abspath $(VENV))/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test reproduce bench clean
+.PHONY: setup fashion-mnist demo test reproduce bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed fashion-mnist
+
+# Lab 2's embedded default; where apt-get is missing or we are not root, lab 2 falls back to a download.
+fashion-mnist:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
+	  echo "warning: could not install dataset-fashion-mnist; lab 2 will try torchvision's download"; fi
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-data.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -22,8 +29,9 @@ demo: setup
 	SCALE=smoke bash sweeps/lab1_depth_width.sh
 	SCALE=smoke bash sweeps/lab1_long.sh
 	$(PYTHON) lab1_fnn/train.py --depth 1 --width 100 --epochs 5000
+	$(PYTHON) lab2_cnn/train.py --widths 8,16,32,64,32,16 --limit-train 5000 --limit-test 2000 --epochs 3
 	$(PYTHON) -m common.report --sweeps runs/sweeps/smoke --out report
-	@echo "Figures: runs/sweeps/smoke/*/ (heatmaps, tables), runs/lab1_fnn/<newest>/ (loss_curves.png, fit.png); report: report/REPORT.md"
+	@echo "Figures: runs/sweeps/smoke/*/ (heatmaps, tables, curves), runs/<lab>/<newest>/ (each run's own); report: report/REPORT.md"
 
 test: setup
 	$(PYTHON) -m pytest -q tests

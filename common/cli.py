@@ -48,6 +48,14 @@ def positive_float(text: str) -> float:
     return _number(float, text, lambda v: 0 < v < float("inf"), "a positive number")
 
 
+def probability(text: str) -> float:
+    return _number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def rate(text: str) -> float:
+    return _number(float, text, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
 def run(main) -> None:
     """Call a lab's main(); turn a UsageError into one line on stderr and exit code 2."""
     try:

@@ -84,3 +84,24 @@ def plot_spread(path: Path, groups: dict, ylabel: str, log: bool = False, title:
     ax.set(ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, axis="y", which="both")
     return _save(fig, path)
+
+
+def plot_confusion(path: Path, counts, class_names, title: str | None = None) -> Path:
+    """Confusion matrix, rows = true class, columns = predicted, shaded by row share.
+    Class names and counts are written in when there are at most 20 classes."""
+    counts = np.asarray(counts)
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    k = len(class_names)
+    side = min(12.0, 3.0 + 0.5 * k)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    if k <= 20:
+        ax.set_xticks(range(k), labels=class_names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(k), labels=class_names, fontsize=7)
+        for (r, c), n in np.ndenumerate(counts):
+            if n:
+                ax.text(c, r, str(n), ha="center", va="center", fontsize=6,
+                        color="white" if share[r, c] > 0.5 else "black")
+    return _save(fig, path)

@@ -64,6 +64,7 @@ class Run:
         if (self.dir / "summary.json").exists():
             raise UsageError(f"--out {self.dir} already holds a finished run (summary.json); choose another folder")
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.quiet = args.quiet
         self.started = time.perf_counter()
         config = {key: _clean(value) for key, value in vars(args).items()}
         config["out"] = str(self.dir)
@@ -89,12 +90,16 @@ class Run:
             self._flushed = now
 
     def finish(self, status: str, **summary) -> dict:
-        """Close history.csv and write summary.json; return the summary."""
+        """Close history.csv, write summary.json, print it on one line unless quiet; return it."""
         self._history_file.close()
         summary = {key: _clean(value) for key, value in summary.items()}
         summary["status"] = status
         summary["wall_seconds"] = round(time.perf_counter() - self.started, 3)
         summary["out"] = str(self.dir)
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if not self.quiet:
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
+                             if k not in ("status", "out"))
+            print(f"{status}: {shown} -> {self.dir}")
         return summary
 

@@ -14,8 +14,8 @@ Each point runs in its own folder under --out, by calling the lab's `main(argv)`
 or in a pool of --jobs worker processes (each imports torch once). A point whose folder already
 holds a summary.json is not run again (resume). A point that fails or diverges is recorded with
 its status and the sweep goes on. Outputs: results.csv (one row per point), summary.md (mean ±
-std over seeds), and with --heatmap one annotated heatmap and Markdown matrices per value of the
-other axes.
+std over seeds); with --heatmap one annotated heatmap and Markdown matrices per value of the
+other axes, else a spread plot of --metric; with --curves overlays of history.csv columns.
 """
 import argparse
 import importlib
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from common.cli import ArgumentParser, UsageError, positive_int, run
-from common.plots import plot_heatmap, plot_spread
+from common.plots import plot_curves, plot_heatmap, plot_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,6 +230,30 @@ def draw_spread(results: pd.DataFrame, out: Path, axes: list[str], metric: str, 
     return plot_spread(out / f"spread_{metric}.png", groups, ylabel=metric, log=log)
 
 
+def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list[str], by: str | None,
+                log: bool) -> list[Path]:
+    """Overlay a history.csv column of every point, one figure per column (and per value of `by`)."""
+    groups = results.groupby(by, sort=False) if by else [(None, results)]
+    labelled = [a for a in axes if a != by]
+    written = []
+    for value, group in groups:
+        histories = {}
+        for _, row in group.iterrows():
+            path = out / row["dir"] / "history.csv"
+            if path.exists():
+                label = " ".join(f"{a}={row[a]}" for a in labelled if pd.notna(row[a])) or row["dir"]
+                histories[label] = pd.read_csv(path)
+        for column in columns:
+            curves = {label: (h["epoch"].to_numpy(), h[column].to_numpy())
+                      for label, h in histories.items() if column in h}
+            if not curves:
+                raise UsageError(f"no history.csv has a column {column!r}")
+            tag = f"_{by}={value}" if by else ""
+            written.append(plot_curves(out / f"curves_{column}{tag}.png", curves, ylabel=column, log=log,
+                                       title=f"{column}" + (f" ({by}={value})" if by else "")))
+    return written
+
+
 def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     fixed = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -247,6 +271,9 @@ def parse_args(argv=None):
     parser.add_argument("--table", nargs="+", default=[], metavar="KEY",
                         help="more summary keys for the summary table (and matrices with --heatmap)")
     parser.add_argument("--log-color", action="store_true", help="logarithmic colour (heatmap) or y scale (spread)")
+    parser.add_argument("--curves", nargs="+", default=[], metavar="COLUMN",
+                        help="history.csv columns to overlay across points, one figure each")
+    parser.add_argument("--curves-by", metavar="KEY", help="one overlay figure per value of this grid key")
     parser.add_argument("--title", help="title of the sweep in the report")
     args = parser.parse_args(argv)
     args.fixed = fixed
@@ -270,9 +297,9 @@ def main(argv=None) -> pd.DataFrame:
     lab = importlib.import_module(f"{args.lab}.train")
     points = expand_points(args.grids)
     axes = list(dict.fromkeys(k for p in points for k in p))
-    missing = [a for a in args.heatmap or [] if a not in axes]
+    missing = [a for a in (args.heatmap or []) + [args.curves_by] if a and a not in axes]
     if missing:
-        raise UsageError(f"--heatmap axis {missing[0]!r} is not a grid key; grid keys: {', '.join(axes)}")
+        raise UsageError(f"axis {missing[0]!r} is not a grid key; grid keys: {', '.join(axes)}")
     runs = [(p, args.fixed + point_argv(p) + ["--out", str(args.out / point_name(p)), "--quiet"]) for p in points]
     for point, argv in runs:  # every point's flags are checked before anything runs
         try:
@@ -313,6 +340,8 @@ def main(argv=None) -> pd.DataFrame:
         written += draw_heatmaps(results, args.out, axes, *args.heatmap, args.metric, args.table, args.log_color)
     elif args.metric:
         written.append(draw_spread(results, args.out, axes, args.metric, args.log_color))
+    if args.curves:
+        written += draw_curves(results, args.out, axes, args.curves, args.curves_by, args.log_color)
     counts = results["status"].value_counts().to_dict()
     print(f"done: {counts}; wrote {', '.join(p.name for p in written)} in {args.out}")
     return results

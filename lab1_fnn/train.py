@@ -206,7 +206,7 @@ def main(argv=None) -> dict:
     plot_curves(run.path("loss_curves.png"), {"train": train_curve, "validation": val_curve},
                 ylabel="MSE", log=True, title=f"depth {args.depth}, width {args.width}, {args.activation}, lr {args.lr:g}")
     plot_fit(run.path("fit.png"), model, args, data, device)
-    summary = run.finish(
+    return run.finish(
         status,
         best_val_mse=stopper.best if have_best else None,
         best_epoch=stopper.best_epoch,
@@ -214,10 +214,6 @@ def main(argv=None) -> dict:
         final_train_mse=final_train_mse,
         epochs_run=len(val_curve),
     )
-    if not args.quiet:
-        print(f"{status}: best val MSE {summary['best_val_mse']} at epoch {summary['best_epoch']}, "
-              f"test MSE {summary['test_mse']} -> {run.dir}")
-    return summary
 
 
 if __name__ == "__main__":

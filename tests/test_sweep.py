@@ -98,7 +98,7 @@ def test_pool_of_workers_gives_the_same_results_as_in_process(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["lab9_nope", "--grid", "a=1"], "unknown lab 'lab9_nope'"),
     (["lab1_fnn", "--grid", "width=0,5"], "point width=0: "),
-    (["lab1_fnn", "--grid", "width=5", "--heatmap", "width,depth", "--metric", "test_mse"], "'depth' is not a grid key"),
+    (["lab1_fnn", "--grid", "width=5", "--heatmap", "width,depth", "--metric", "test_mse"], "axis 'depth' is not a grid key"),
     (["lab1_fnn", "--grid", "width=5", "--heatmap", "width"], "--heatmap takes two grid keys"),
     (["lab1_fnn", "--grid", "width=5:1:1"], "stop >= start"),
 ])
@@ -143,3 +143,12 @@ def test_sweep_json_records_the_settings(tmp_path):
     settings = json.loads((tmp_path / "sweep.json").read_text())
     assert settings["lab"] == "lab1_fnn" and settings["title"] == "T" and settings["grids"] == [{"width": ["4"]}]
     assert settings["fixed"] == FAST[1:]
+
+
+def test_curves_overlay_history_columns(tmp_path):
+    sweep.main(sweep_argv(tmp_path, "activation=relu,tanh", "width=4,8",
+                          extra=["--curves", "val_mse", "train_mse", "--curves-by", "activation"]))
+    for name in ("curves_val_mse_activation=relu.png", "curves_train_mse_activation=tanh.png"):
+        assert (tmp_path / name).stat().st_size > 5000
+    with pytest.raises(UsageError, match="no history.csv has a column 'val_acc'"):
+        sweep.main(sweep_argv(tmp_path, "activation=relu,tanh", "width=4,8", extra=["--curves", "val_acc"]))

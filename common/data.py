@@ -1,0 +1,32 @@
+"""Data helpers shared by the labs: class-balanced subsets and downloads that fail clearly offline."""
+from pathlib import Path
+
+import torch
+
+from common.cli import UsageError
+
+
+def balanced_subset(labels, size: int, seed: int) -> torch.Tensor:
+    """Indices of a seeded subset of `size` items whose class counts differ by at most one
+    (a class with fewer items than its share gives all it has)."""
+    labels = torch.as_tensor(labels)
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels[perm]
+    rank = torch.empty(len(labels), dtype=torch.long)  # position of each item within its class
+    for c in shuffled.unique():
+        mask = shuffled == c
+        rank[mask] = torch.arange(int(mask.sum()))
+    return perm[torch.sort(rank, stable=True).indices[:size]]
+
+
+def download_and_extract(url: str, root: Path, what: str, expected: Path) -> Path:
+    """Download and unpack an archive into root; offline, one clear error saying how to get it."""
+    from torchvision.datasets.utils import download_and_extract_archive
+    try:
+        download_and_extract_archive(url, download_root=str(root))
+    except Exception as error:  # noqa: BLE001 - any network or archive failure gets the same advice
+        raise UsageError(f"{what} not found at {expected} and the download of {url} failed "
+                         f"({type(error).__name__}); download and unpack it into {root}") from None
+    if not expected.exists():
+        raise UsageError(f"{url} unpacked into {root} but {expected} is still missing")
+    return expected

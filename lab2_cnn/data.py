@@ -1,0 +1,127 @@
+"""Image datasets of Lab 2 as in-memory uint8 tensors (N, C, H, W) with integer labels.
+
+fashion-mnist: IDX files from <data-root>/fashion-mnist/, else the Debian package
+dataset-fashion-mnist, else torchvision's download. tiny-imagenet: the tiny-imagenet-200/ folder
+layout (the official val set is our test set). cifar10/cifar100: torchvision.
+"""
+import gzip
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from common.cli import UsageError
+from common.data import download_and_extract
+
+FASHION_MNIST_DIRS = ("fashion-mnist", "FashionMNIST/raw")  # under --data-root; torchvision uses the second
+FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+
+
+@dataclass
+class ImageSet:
+    train_x: torch.Tensor  # uint8 (N, C, H, W)
+    train_y: torch.Tensor  # int64 (N,)
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (the MNIST format), gzip-compressed or not."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise UsageError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    if len(data) - 4 - 4 * ndim != np.prod(shape):
+        raise UsageError(f"{path} is truncated: its header promises shape {shape}")
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    return next((p for p in (folder / f"{stem}.gz", folder / stem) if p.exists()), None)
+
+
+def load_fashion_mnist(root: Path) -> ImageSet:
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    folders = [root / d for d in FASHION_MNIST_DIRS] + [FASHION_MNIST_SYSTEM]
+    for folder in folders:
+        paths = [_find_idx(folder, stem) for stem in stems]
+        if all(paths):
+            break
+    else:
+        _download_fashion_mnist(root)
+        paths = [_find_idx(root / "FashionMNIST/raw", stem) for stem in stems]
+    train_x, train_y, test_x, test_y = (torch.from_numpy(read_idx(p).copy()) for p in paths)
+    return ImageSet(train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1), test_y.long(), FASHION_MNIST_CLASSES)
+
+
+def _download_fashion_mnist(root: Path) -> None:
+    from torchvision.datasets import FashionMNIST
+    try:
+        FashionMNIST(str(root), download=True)
+    except Exception as error:  # noqa: BLE001 - offline: say where the files can come from
+        raise UsageError(
+            f"Fashion-MNIST not found in {root}/fashion-mnist/ or {FASHION_MNIST_SYSTEM} and the download failed "
+            f"({type(error).__name__}); install it with `apt-get install dataset-fashion-mnist` or put the four "
+            f"*-ubyte.gz files in {root}/fashion-mnist/") from None
+
+
+def _decode(paths: list[Path], workers: int) -> torch.Tensor:
+    """JPEG files as one uint8 (N, 3, H, W) tensor; grayscale files become RGB."""
+    def decode(path):
+        with Image.open(path) as image:
+            return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return torch.stack(list(pool.map(decode, paths)))
+
+
+def load_tiny_imagenet(root: Path, workers: int) -> ImageSet:
+    """tiny-imagenet-200/: wnids.txt, words.txt, train/<wnid>/images/*.JPEG, val/images + val_annotations.txt."""
+    base = root / "tiny-imagenet-200"
+    if not base.exists():
+        download_and_extract(TINY_IMAGENET_URL, root, "Tiny-ImageNet-200", base)
+    try:
+        wnids = (base / "wnids.txt").read_text().split()
+        index = {w: i for i, w in enumerate(wnids)}
+        train = [(p, index[w]) for w in wnids for p in sorted((base / "train" / w / "images").glob("*.JPEG"))]
+        rows = [line.split("\t") for line in (base / "val/val_annotations.txt").read_text().splitlines() if line]
+        test = [(base / "val/images" / r[0], index[r[1]]) for r in rows]
+    except (OSError, KeyError, IndexError) as error:
+        raise UsageError(f"{base} does not have the tiny-imagenet-200 layout: {error}") from None
+    words = base / "words.txt"
+    names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line) if words.exists() else {}
+    if not train or not test:
+        raise UsageError(f"{base} holds no training or validation images")
+    return ImageSet(_decode([p for p, _ in train], workers), torch.tensor([y for _, y in train]),
+                    _decode([p for p, _ in test], workers), torch.tensor([y for _, y in test]),
+                    [names.get(w, w).split(",")[0] for w in wnids])
+
+
+def load_cifar(name: str, root: Path) -> ImageSet:
+    from torchvision.datasets import CIFAR10, CIFAR100
+    dataset = CIFAR10 if name == "cifar10" else CIFAR100
+    try:
+        train, test = (dataset(str(root), train=t, download=True) for t in (True, False))
+    except Exception as error:  # noqa: BLE001
+        raise UsageError(f"{name} not found in {root} and the download failed ({type(error).__name__}); "
+                         f"put torchvision's {name} folder there") from None
+    as_nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    return ImageSet(as_nchw(train.data), torch.tensor(train.targets), as_nchw(test.data), torch.tensor(test.targets),
+                    list(train.classes))
+
+
+def load(name: str, root: Path, workers: int = 4) -> ImageSet:
+    if name == "fashion-mnist":
+        return load_fashion_mnist(root)
+    if name == "tiny-imagenet":
+        return load_tiny_imagenet(root, workers)
+    return load_cifar(name, root)

@@ -1,0 +1,216 @@
+import gzip
+import itertools
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.data import balanced_subset
+from lab2_cnn import data as datasets
+from lab2_cnn import train
+from lab2_cnn.model import ResidualCNN
+
+TINY_WIDTHS = "6,8,8,8,8,8"
+
+
+def write_idx(path, array):
+    header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def class_pattern_images(n, seed, size=28):
+    """Images whose class is a bright 7x7 patch at one of 10 places, on noise: learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = rng.integers(0, 90, (n, size, size))
+    for i, label in enumerate(labels):
+        r, c = divmod(int(label), 5)
+        images[i, 3 + 12 * r: 10 + 12 * r, 1 + 5 * c: 8 + 5 * c] += 150
+    return images.clip(0, 255), labels
+
+
+@pytest.fixture
+def fashion_root(tmp_path):
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for prefix, n, seed in (("train", 600, 0), ("t10k", 200, 1)):
+        images, labels = class_pattern_images(n, seed)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_imagenet_root(tmp_path):
+    base = tmp_path / "tiny-imagenet-200"
+    wnids = ["n01443537", "n01629819", "n01641577"]
+    (base / "val/images").mkdir(parents=True)
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    (base / "words.txt").write_text("n01443537\tgoldfish, Carassius auratus\nn01629819\tEuropean fire salamander\n"
+                                    "n01641577\tbullfrog, Rana catesbeiana\nn00000000\tunused\n")
+    rng = np.random.default_rng(0)
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    for i, wnid in enumerate(wnids):
+        (base / "train" / wnid / "images").mkdir(parents=True)
+        (base / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+        for j in range(6):
+            pixels = np.clip(np.array(colours[i]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+            mode = "L" if j == 0 else "RGB"  # Tiny-ImageNet has some grayscale JPEGs
+            Image.fromarray(pixels).convert(mode).save(base / "train" / wnid / "images" / f"{wnid}_{j}.JPEG")
+    lines = []
+    for k in range(6):
+        pixels = np.clip(np.array(colours[k % 3]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(base / "val/images" / f"val_{k}.JPEG")
+        lines.append(f"val_{k}.JPEG\t{wnids[k % 3]}\t0\t0\t63\t63")
+    (base / "val/val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("norm, dropout, residual, convs", list(itertools.product([True, False], [0.0, 0.3],
+                                                                                   [True, False], [1, 2])))
+def test_output_shapes_for_both_input_sizes(norm, dropout, residual, convs):
+    for channels, size, pools in ((1, 28, 4), (3, 64, 6)):
+        model = ResidualCNN(channels, 7, size, (4, 6, 8, 8, 6, 4), convs, norm, dropout, residual)
+        x = torch.randn(3, channels, size, size)
+        assert model(x).shape == (3, 7)
+        assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == pools
+        assert model.features(x).shape[-2:] == (1, 1)
+        convs_found = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        assert convs_found == 6 * (convs + 2)
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == norm
+        assert any(isinstance(m, torch.nn.Dropout2d) for m in model.modules()) == (dropout > 0)
+
+
+def test_residual_switch_changes_the_function():
+    torch.manual_seed(0)
+    with_skip = ResidualCNN(1, 10, 28, (4,) * 6, norm=False)
+    without = ResidualCNN(1, 10, 28, (4,) * 6, norm=False, residual=False)
+    without.load_state_dict(with_skip.state_dict())
+    x = torch.randn(2, 1, 28, 28)
+    assert not torch.allclose(with_skip(x), without(x))
+
+
+def test_idx_reader(tmp_path):
+    array = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    for name in ("a-idx3-ubyte", "a-idx3-ubyte.gz"):
+        write_idx(tmp_path / name, array)
+        assert np.array_equal(datasets.read_idx(tmp_path / name), array)
+    (tmp_path / "bad").write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 2, 3, 4) + b"\x00" * 5)
+    with pytest.raises(train.cli.UsageError, match="truncated"):
+        datasets.read_idx(tmp_path / "bad")
+    (tmp_path / "text").write_text("hello")
+    with pytest.raises(train.cli.UsageError, match="not an IDX file"):
+        datasets.read_idx(tmp_path / "text")
+
+
+def test_fashion_mnist_from_data_root(fashion_root):
+    images = datasets.load_fashion_mnist(fashion_root)
+    assert images.train_x.shape == (600, 1, 28, 28) and images.train_x.dtype == torch.uint8
+    assert images.test_y.shape == (200,) and images.classes[0] == "T-shirt/top" and len(images.classes) == 10
+
+
+def test_tiny_imagenet_layout(tiny_imagenet_root):
+    images = datasets.load_tiny_imagenet(tiny_imagenet_root, workers=2)
+    assert images.train_x.shape == (18, 3, 64, 64) and images.test_x.shape == (6, 3, 64, 64)
+    assert images.train_y.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    assert images.test_y.tolist() == [0, 1, 2, 0, 1, 2]
+    assert images.classes == ["goldfish", "European fire salamander", "bullfrog"]
+    assert images.train_x[6:12, 1].float().mean() > images.train_x[6:12, 0].float().mean() + 100  # green class
+
+
+def test_split_and_balanced_limits(fashion_root):
+    images = datasets.load_fashion_mnist(fashion_root)
+    args = train.parse_args(["--limit-train", "200", "--limit-test", "50", "--val-fraction", "0.2"])
+    train_idx, val_idx, test_idx = train.split(images, args)
+    assert (len(train_idx), len(val_idx), len(test_idx)) == (160, 40, 50)
+    assert not set(train_idx.tolist()) & set(val_idx.tolist())
+    counts = torch.bincount(images.train_y[torch.cat([train_idx, val_idx])], minlength=10)
+    assert counts.tolist() == [20] * 10
+    assert torch.bincount(images.test_y[test_idx], minlength=10).tolist() == [5] * 10
+
+
+def test_augment_crops_and_flips_each_image():
+    torch.manual_seed(0)
+    x = torch.arange(2 * 16 * 16, dtype=torch.float32).reshape(2, 1, 16, 16) + 1
+    out = train.augment(x.repeat(16, 1, 1, 1))
+    assert out.shape == (32, 1, 16, 16)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i, image in enumerate(out):
+        source = padded[i % 2, 0]
+        crops = [source[r:r + 16, c:c + 16] for r in range(5) for c in range(5)]
+        assert any(torch.equal(image[0], c) or torch.equal(image[0], c.flip(1)) for c in crops)
+    assert len({tuple(o.flatten()[:40].tolist()) for o in out[::2]}) > 4  # not one crop for all
+
+
+def test_tiny_run_learns_above_chance(fashion_root, tmp_path):
+    summary = train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "6",
+                          "--lr", "0.05", "--lrd", "0.9", "--batch-size", "32", "--wait", "6", "--quiet",
+                          "--out", str(tmp_path / "run")])
+    assert summary["status"] == "ok" and summary["test_top1"] > 0.6  # chance: 0.1
+    assert summary["test_top5"] >= summary["test_top1"]
+    history = (tmp_path / "run/history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,train_acc,val_loss,val_acc,lr"
+    lrs = [float(line.split(",")[-1]) for line in history[1:]]
+    assert lrs[1] == pytest.approx(0.05 * 0.9)
+    for name in ("loss_curves.png", "accuracy_curves.png", "confusion_matrix.png", "best.pt", "summary.json"):
+        assert (tmp_path / "run" / name).exists()
+    assert json.loads((tmp_path / "run/config.json").read_text())["widths"] == [6, 8, 8, 8, 8, 8]
+
+
+def test_tiny_imagenet_run_with_every_option(tiny_imagenet_root, tmp_path):
+    summary = train.main(["--dataset", "tiny-imagenet", "--data-root", str(tiny_imagenet_root), "--widths", "4,4,4,4,4,4",
+                          "--convs-per-group", "2", "--norm", "none", "--dropout", "0.1", "--no-residual",
+                          "--optimizer", "adam", "--lr", "0.01", "--augment", "--epochs", "2", "--wait", "0",
+                          "--val-fraction", "0.2", "--quiet", "--out", str(tmp_path / "run")])
+    assert summary["status"] in ("ok", "early_stopped") and summary["train_examples"] == 14
+    assert 0 <= summary["test_top1"] <= summary["test_top5"] == 1.0  # 3 classes: top-5 always hits
+
+
+def test_wait_rule_stops_early(fashion_root, tmp_path):
+    summary = train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "30",
+                          "--lr", "0.5", "--lrd", "1", "--optimizer", "adam", "--wait", "1", "--quiet",
+                          "--out", str(tmp_path / "run")])
+    assert summary["status"] in ("early_stopped", "diverged") and summary["epochs_run"] < 30
+    if summary["status"] == "early_stopped":
+        assert summary["epochs_run"] == summary["best_epoch"] + 2
+
+
+def test_balanced_subset_counts_and_seed():
+    labels = torch.tensor([0] * 50 + [1] * 40 + [2] * 20)
+    subset = balanced_subset(labels, 30, seed=0)
+    assert torch.bincount(labels[subset]).tolist() == [10, 10, 10]
+    subset = balanced_subset(labels, 71, seed=0)
+    assert sorted(torch.bincount(labels[subset]).tolist()) == [20, 25, 26]  # the small class gives all it has
+    assert len(set(subset.tolist())) == 71
+    assert torch.equal(subset, balanced_subset(labels, 71, seed=0))
+    assert not torch.equal(subset, balanced_subset(labels, 71, seed=1))
+    assert len(balanced_subset(labels, 500, seed=0)) == 110
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "mnist"], "invalid choice: 'mnist'"),
+    (["--widths", "64,abc"], "--widths: must be positive integers separated by commas, got '64,abc'"),
+    (["--widths", "64,0"], "--widths: must be positive integers"),
+    (["--dropout", "1"], "--dropout: must be a number in [0, 1)"),
+    (["--val-fraction", "0"], "--val-fraction must be above 0"),
+])
+def test_bad_flags_exit_2(tmp_path, run_cli, flags, message):
+    code, err = run_cli(train.main, [*flags, "--out", str(tmp_path / "bad")])
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "bad").exists()
+
+
+def test_missing_data_has_a_clear_message(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM", tmp_path / "no-such-dir")
+    monkeypatch.setattr("torchvision.datasets.FashionMNIST.mirrors", [f"file://{tmp_path}/offline/"])
+    monkeypatch.setattr(datasets, "TINY_IMAGENET_URL", f"file://{tmp_path}/offline/tiny-imagenet-200.zip")
+    for dataset, hint in (("fashion-mnist", "apt-get install dataset-fashion-mnist"),
+                          ("tiny-imagenet", "download and unpack it into")):
+        code, err = run_cli(train.main, ["--dataset", dataset, "--data-root", str(tmp_path / "empty"),
+                                         "--out", str(tmp_path / "bad")])
+        assert code == 2 and len(err) == 1 and hint in err[0], err
+    assert not (tmp_path / "bad").exists()
