@@ -1,4 +1,5 @@
 """Data helpers shared by the labs: class-balanced subsets and downloads that fail clearly offline."""
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -30,3 +31,13 @@ def download_and_extract(url: str, root: Path, what: str, expected: Path) -> Pat
     if not expected.exists():
         raise UsageError(f"{url} unpacked into {root} but {expected} is still missing")
     return expected
+
+
+def package_file(package: str, relative: str) -> Path | None:
+    """A data file shipped inside an installed package, found by path without importing the
+    package (the embedded-data packages declare dependencies we do not install)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    return path if path.exists() else None

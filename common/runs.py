@@ -73,13 +73,20 @@ class Run:
         self._history_file = open(self.dir / "history.csv", "w", newline="")
         self._history = None
         self._flushed = self.started
+        self.history: dict[str, list] = {}  # the same rows, as columns in memory (for figures)
 
     def path(self, name: str) -> Path:
         return self.dir / name
 
-    def log(self, epoch: int, **metrics) -> None:
-        """Append one row to history.csv: epoch, then the lab's metrics (same keys every row)."""
+    def log(self, epoch: int, show: bool = False, **metrics) -> None:
+        """Append one row to history.csv: epoch, then the lab's metrics (same keys every row).
+        With show (and not --quiet) also print it as one line."""
+        metrics = {k: v.item() if isinstance(v, (torch.Tensor, np.generic)) else v for k, v in metrics.items()}
+        for key, value in {"epoch": epoch, **metrics}.items():
+            self.history.setdefault(key, []).append(value)
         row = {"epoch": epoch, **{key: _clean(value) for key, value in metrics.items()}}
+        if show and not self.quiet:
+            print(f"epoch {epoch}: " + " ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
         if self._history is None:
             self._history = csv.DictWriter(self._history_file, fieldnames=list(row))
             self._history.writeheader()

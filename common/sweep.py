@@ -15,7 +15,8 @@ or in a pool of --jobs worker processes (each imports torch once). A point whose
 holds a summary.json is not run again (resume). A point that fails or diverges is recorded with
 its status and the sweep goes on. Outputs: results.csv (one row per point), summary.md (mean ±
 std over seeds); with --heatmap one annotated heatmap and Markdown matrices per value of the
-other axes, else a spread plot of --metric; with --curves overlays of history.csv columns.
+other axes, else a spread plot of --metric; with --lines the metric against a key; with --curves
+overlays of history.csv columns.
 """
 import argparse
 import importlib
@@ -189,14 +190,22 @@ def matrix_markdown(matrix: pd.DataFrame, x: str, y: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def split_axes(results: pd.DataFrame, axes: list[str], within: list[str]) -> list[str]:
+    """The grid keys (seed aside) that take several values among points sharing the `within` keys:
+    one figure or line per value of these. A key of only some grids (a bert-only flag) is not one."""
+    candidates = [a for a in axes if a not in within and a != "seed"]
+    varying = results.groupby(within, dropna=False)[candidates].nunique(dropna=False).max()
+    return [a for a in candidates if varying[a] > 1]
+
+
 def draw_heatmaps(results: pd.DataFrame, out: Path, axes: list[str], x: str, y: str,
                   metric: str, tables: list[str], log_color: bool) -> list[Path]:
     """Per value of the other axes (seed excepted): a heatmap of metric, Markdown matrices of metric and tables.
 
     Values are averaged over seeds; points that failed or diverged count as missing."""
-    others = [a for a in axes if a not in (x, y, "seed")]
+    others = split_axes(results, axes, [x, y])
     written = []
-    groups = results.groupby(others, sort=False) if others else [((), results)]
+    groups = results.groupby(others, sort=False, dropna=False) if others else [((), results)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
         tag = "".join(f"_{a}={v}" for a, v in zip(others, key))
@@ -254,6 +263,20 @@ def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list
     return written
 
 
+def draw_lines(results: pd.DataFrame, out: Path, axes: list[str], x: str, metric: str, log: bool) -> Path:
+    """The metric against a numeric grid key, one line per value of the other keys (seeds averaged)."""
+    others = split_axes(results, axes, [x])
+    groups = results.groupby(others, sort=False, dropna=False) if others else [((), results)]
+    curves = {}
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        means = pd.to_numeric(group[metric], errors="coerce").groupby(pd.to_numeric(group[x])).mean().sort_index()
+        curves[" ".join(f"{a}={v}" for a, v in zip(others, key) if pd.notna(v)) or metric] = (means.index.to_numpy(),
+                                                                                means.to_numpy())
+    return plot_curves(out / f"lines_{metric}_vs_{x}.png", curves, xlabel=x, ylabel=metric, log=log,
+                       title=f"{metric} against {x}")
+
+
 def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     fixed = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -274,6 +297,8 @@ def parse_args(argv=None):
     parser.add_argument("--curves", nargs="+", default=[], metavar="COLUMN",
                         help="history.csv columns to overlay across points, one figure each")
     parser.add_argument("--curves-by", metavar="KEY", help="one overlay figure per value of this grid key")
+    parser.add_argument("--lines", metavar="KEY", help="plot --metric against this numeric grid key, "
+                        "one line per value of the other keys")
     parser.add_argument("--title", help="title of the sweep in the report")
     args = parser.parse_args(argv)
     args.fixed = fixed
@@ -284,6 +309,8 @@ def parse_args(argv=None):
         if not args.metric or len(args.heatmap.split(",")) != 2:
             raise UsageError("--heatmap takes two grid keys X,Y and needs --metric")
         args.heatmap = [a.replace("-", "_") for a in args.heatmap.split(",")]
+    if args.lines and not args.metric:
+        raise UsageError("--lines needs --metric")
     if not (ROOT / args.lab / "train.py").exists():
         labs = sorted(p.parent.name for p in ROOT.glob("lab*/train.py"))
         raise UsageError(f"unknown lab {args.lab!r}; labs: {', '.join(labs)}")
@@ -297,7 +324,7 @@ def main(argv=None) -> pd.DataFrame:
     lab = importlib.import_module(f"{args.lab}.train")
     points = expand_points(args.grids)
     axes = list(dict.fromkeys(k for p in points for k in p))
-    missing = [a for a in (args.heatmap or []) + [args.curves_by] if a and a not in axes]
+    missing = [a for a in (args.heatmap or []) + [args.curves_by, args.lines] if a and a not in axes]
     if missing:
         raise UsageError(f"axis {missing[0]!r} is not a grid key; grid keys: {', '.join(axes)}")
     runs = [(p, args.fixed + point_argv(p) + ["--out", str(args.out / point_name(p)), "--quiet"]) for p in points]
@@ -340,6 +367,8 @@ def main(argv=None) -> pd.DataFrame:
         written += draw_heatmaps(results, args.out, axes, *args.heatmap, args.metric, args.table, args.log_color)
     elif args.metric:
         written.append(draw_spread(results, args.out, axes, args.metric, args.log_color))
+    if args.lines:
+        written.append(draw_lines(results, args.out, axes, args.lines, args.metric, args.log_color))
     if args.curves:
         written += draw_curves(results, args.out, axes, args.curves, args.curves_by, args.log_color)
     counts = results["status"].value_counts().to_dict()

@@ -175,8 +175,6 @@ def main(argv=None) -> dict:
     run = Run("lab1_fnn", args, device)
 
     stopper = EarlyStopping(args.patience)
-    best_state = None
-    train_curve, val_curve = [], []
     status = "ok"
     postfix_every = max(1, args.epochs // 200)
     progress = tqdm(range(1, args.epochs + 1), desc="lab1", disable=args.quiet, leave=False)
@@ -184,26 +182,16 @@ def main(argv=None) -> dict:
         train_mse = train_epoch(model, optimizer, x_train, y_train, args.batch_size)
         val_mse = mse(model, x_val, y_val)
         run.log(epoch, train_mse=train_mse, val_mse=val_mse)
-        train_curve.append(train_mse)
-        val_curve.append(val_mse)
-        if not (math.isfinite(train_mse) and math.isfinite(val_mse)):
-            status = "diverged"
-            break
-        if stopper.step(epoch, val_mse):
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if stopper.should_stop:
-            status = "early_stopped"
+        status = stopper.update(model, epoch, val_mse, losses=(train_mse,))
+        if status != "ok":
             break
         if epoch % postfix_every == 0:
             progress.set_postfix(train=f"{train_mse:.2e}", val=f"{val_mse:.2e}", refresh=False)
     progress.close()
 
     final_train_mse = mse(model, x_train, y_train)
-    have_best = best_state is not None
-    if have_best:
-        model.load_state_dict(best_state)
-        torch.save(best_state, run.path("best.pt"))
-    plot_curves(run.path("loss_curves.png"), {"train": train_curve, "validation": val_curve},
+    have_best = stopper.restore_best(model, run.path("best.pt"))
+    plot_curves(run.path("loss_curves.png"), {"train": run.history["train_mse"], "validation": run.history["val_mse"]},
                 ylabel="MSE", log=True, title=f"depth {args.depth}, width {args.width}, {args.activation}, lr {args.lr:g}")
     plot_fit(run.path("fit.png"), model, args, data, device)
     return run.finish(
@@ -212,7 +200,7 @@ def main(argv=None) -> dict:
         best_epoch=stopper.best_epoch,
         test_mse=mse(model, x_test, y_test) if have_best else None,
         final_train_mse=final_train_mse,
-        epochs_run=len(val_curve),
+        epochs_run=len(run.history["epoch"]),
     )
 
 

@@ -8,7 +8,6 @@ training images; training stops by the report's rule (best validation loss not i
 wait+1 epochs); the test top-1/top-5 are those of the best-validation weights.
 """
 import argparse
-import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -189,46 +188,32 @@ def main(argv=None) -> dict:
     run = Run("lab2_cnn", args, device)
 
     stopper = EarlyStopping(args.wait)
-    best_state, status = None, "ok"
-    curves = {k: [] for k in ("train_loss", "val_loss", "train_acc", "val_acc")}
     for epoch in range(1, args.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         with tqdm(total=len(train_idx), desc=f"epoch {epoch}", unit="img", disable=args.quiet, leave=False) as bar:
             train_loss, train_acc = train_epoch(model, optimizer, train_batches, train_idx, args, autocast, bar)
         val_loss, val_acc, _, _ = evaluate(model, train_batches, val_idx, args.batch_size, autocast)
         scheduler.step()
-        run.log(epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, lr=lr)
-        for key, value in zip(curves, (train_loss, val_loss, train_acc, val_acc)):
-            curves[key].append(value)
-        if not args.quiet:
-            print(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.4f} | "
-                  f"val loss {val_loss:.4f} acc {val_acc:.4f} | lr {lr:.3g}", flush=True)
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            status = "diverged"
-            break
-        if stopper.step(epoch, val_loss):
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best_val_acc = val_acc
-        if stopper.should_stop:
-            status = "early_stopped"
+        run.log(epoch, show=True, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, lr=lr)
+        status = stopper.update(model, epoch, val_loss, losses=(train_loss,))
+        if status != "ok":
             break
 
-    plot_curves(run.path("loss_curves.png"), {"train": curves["train_loss"], "validation": curves["val_loss"]},
+    history = run.history
+    plot_curves(run.path("loss_curves.png"), {"train": history["train_loss"], "validation": history["val_loss"]},
                 ylabel="cross-entropy", title=f"{args.dataset}: loss")
-    plot_curves(run.path("accuracy_curves.png"), {"train": curves["train_acc"], "validation": curves["val_acc"]},
+    plot_curves(run.path("accuracy_curves.png"), {"train": history["train_acc"], "validation": history["val_acc"]},
                 ylabel="top-1 accuracy", title=f"{args.dataset}: accuracy")
     summary = {"best_val_loss": None, "best_epoch": None, "test_top1": None, "test_top5": None}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        torch.save(best_state, run.path("best.pt"))
+    if stopper.restore_best(model, run.path("best.pt")):
         _, top1, top5, predicted = evaluate(model, test_batches, test_idx, args.batch_size, autocast)
         confusion = torch.zeros(len(images.classes), len(images.classes), dtype=torch.long)
         confusion.index_put_((images.test_y[test_idx], predicted), torch.ones_like(predicted), accumulate=True)
         plot_confusion(run.path("confusion_matrix.png"), confusion.numpy(), images.classes,
                        title=f"{args.dataset} test set, best-validation model (top-1 {top1:.3f})")
         summary = {"best_val_loss": stopper.best, "best_epoch": stopper.best_epoch, "test_top1": top1,
-                   "test_top5": top5, "best_val_acc": best_val_acc}
-    return run.finish(status, **summary, epochs_run=len(curves["val_loss"]), train_examples=len(train_idx))
+                   "test_top5": top5, "best_val_acc": history["val_acc"][stopper.best_epoch - 1]}
+    return run.finish(status, **summary, epochs_run=len(history["epoch"]), train_examples=len(train_idx))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,14 @@ def test_early_stopping_modes_delta_nan_and_no_patience():
         EarlyStopping(mode="median")
 
 
+def test_early_stopping_tiebreak_prefers_the_lower_loss_among_equal_accuracies():
+    stopper = EarlyStopping(patience=1, mode="max")
+    steps = [(0.5, 0.9), (1.0, 0.6), (1.0, 0.4), (1.0, 0.5), (0.9, 0.3)]
+    improved = [stopper.step(epoch, acc, tiebreak=loss) for epoch, (acc, loss) in enumerate(steps, start=1)]
+    assert improved == [True, True, True, False, False]
+    assert (stopper.best, stopper.best_epoch, stopper.should_stop) == (1.0, 3, True)
+
+
 def test_device_selection_and_seeding():
     assert select_device("cpu") == torch.device("cpu")
     assert select_device("auto").type in ("cpu", "cuda", "mps")

@@ -152,3 +152,20 @@ def test_curves_overlay_history_columns(tmp_path):
         assert (tmp_path / name).stat().st_size > 5000
     with pytest.raises(UsageError, match="no history.csv has a column 'val_acc'"):
         sweep.main(sweep_argv(tmp_path, "activation=relu,tanh", "width=4,8", extra=["--curves", "val_acc"]))
+
+
+def test_lines_plot_metric_against_a_numeric_key(tmp_path, run_cli):
+    sweep.main(sweep_argv(tmp_path, "activation=relu,tanh", "width=4,8,16",
+                          extra=["--metric", "test_mse", "--lines", "width"]))
+    assert (tmp_path / "lines_test_mse_vs_width.png").stat().st_size > 5000
+    code, err = run_cli(sweep.main, sweep_argv(tmp_path / "x", "width=4", extra=["--lines", "width"]))
+    assert code == 2 and "--lines needs --metric" in err[0]
+
+
+def test_a_key_of_only_one_grid_does_not_split_the_figures(tmp_path):
+    sweep.main(["lab1_fnn", "--out", str(tmp_path), "--grid", "activation=relu", "width=4,8",
+                "--grid", "activation=tanh", "width=4,8", "n_points=50", "--heatmap", "width,activation",
+                "--metric", "test_mse", "--lines", "width", *FAST])
+    table = (tmp_path / "table_test_mse.md").read_text()
+    assert "| relu |" in table and "| tanh |" in table
+    assert (tmp_path / "heatmap_test_mse.png").exists() and (tmp_path / "lines_test_mse_vs_width.png").exists()

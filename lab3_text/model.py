@@ -1,0 +1,105 @@
+"""Lab 3 models over word ids: RNN / LSTM over packed sequences, and a Transformer encoder with a
+key-padding mask built from the true lengths. BERT comes from transformers (see train.py)."""
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+
+class Embedding(nn.Module):
+    """Word embeddings of embed_dim; from pretrained vectors (e.g. GloVe 50d) when given, through a
+    learned projection when their size differs from embed_dim."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, pretrained: torch.Tensor | None = None):
+        super().__init__()
+        if pretrained is None:
+            self.lookup = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+            self.project = nn.Identity()
+        else:
+            self.lookup = nn.Embedding.from_pretrained(pretrained, freeze=False, padding_idx=0)
+            dim = pretrained.shape[1]
+            self.project = nn.Identity() if dim == embed_dim else nn.Linear(dim, embed_dim)
+
+    def forward(self, ids):
+        return self.project(self.lookup(ids))
+
+
+class RecurrentClassifier(nn.Module):
+    """nn.RNN (tanh) or nn.LSTM; padding never enters the state (packed sequences); the classifier
+    reads the last layer's final hidden state (both directions when bidirectional)."""
+
+    def __init__(self, kind: str, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
+                 dropout: float, bidirectional: bool = False, pretrained=None, num_classes: int = 2):
+        super().__init__()
+        self.embed = Embedding(vocab_size, embed_dim, pretrained)
+        rnn = nn.LSTM if kind == "lstm" else nn.RNN
+        extra = {} if kind == "lstm" else {"nonlinearity": "tanh"}
+        self.rnn = rnn(embed_dim, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional,
+                       dropout=dropout if num_layers > 1 else 0.0, **extra)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, ids, lengths):
+        packed = pack_padded_sequence(self.dropout(self.embed(ids)), lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        _, hidden = self.rnn(packed)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c)
+        directions = 2 if self.rnn.bidirectional else 1
+        last = hidden[-directions:].transpose(0, 1).reshape(len(ids), -1)
+        return self.fc(self.dropout(last))
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    position = torch.arange(length).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+class TransformerClassifier(nn.Module):
+    """nn.TransformerEncoder over embeddings + sinusoidal positions. The key-padding mask is True
+    exactly at the padding positions of each sequence (the report's mask code masked the wrong
+    positions, and only for the first sequence). pool 'cls': the output at a <cls> token that the
+    caller puts first; 'mean': the mean over the non-padding positions."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, nhead: int, num_layers: int, dropout: float,
+                 pool: str = "cls", pretrained=None, num_classes: int = 2, max_len: int = 4096):
+        super().__init__()
+        self.embed = Embedding(vocab_size, embed_dim, pretrained)
+        self.register_buffer("positions", sinusoidal_positions(max_len, embed_dim), persistent=False)
+        layer = nn.TransformerEncoderLayer(embed_dim, nhead, 4 * embed_dim, dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.pool = pool
+        self.scale = math.sqrt(embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, ids, lengths):
+        padding = torch.arange(ids.shape[1], device=ids.device)[None, :] >= lengths.to(ids.device)[:, None]
+        x = self.dropout(self.embed(ids) * self.scale + self.positions[: ids.shape[1]])
+        x = self.encoder(x, src_key_padding_mask=padding)
+        if self.pool == "cls":
+            pooled = x[:, 0]
+        else:
+            keep = (~padding).unsqueeze(2).to(x.dtype)
+            pooled = (x * keep).sum(1) / keep.sum(1)
+        return self.fc(self.dropout(pooled))
+
+
+class BertClassifier(nn.Module):
+    """A pretrained BERT (name or local folder) with a fresh classification head, same interface."""
+
+    def __init__(self, path: str, num_classes: int = 2):
+        super().__init__()
+        from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging
+        logging.set_verbosity_error()  # the fresh head's "newly initialized weights" report is expected
+        logging.disable_progress_bar()
+        self.bert = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_classes)
+
+    def forward(self, ids, lengths):
+        mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
+        return self.bert(input_ids=ids, attention_mask=mask.long()).logits

