@@ -31,6 +31,8 @@ demo: setup
 	$(PYTHON) lab1_fnn/train.py --depth 1 --width 100 --epochs 5000
 	$(PYTHON) lab2_cnn/train.py --widths 8,16,32,64,32,16 --limit-train 5000 --limit-test 2000 --epochs 3
 	$(PYTHON) lab3_text/train.py --model lstm --glove --epochs 4
+	$(PYTHON) lab4_gcn/train.py --task node --dataset cora
+	$(PYTHON) lab4_gcn/train.py --task link --dataset cora
 	$(PYTHON) -m common.report --sweeps runs/sweeps/smoke --out report
 	@echo "Figures: runs/sweeps/smoke/*/ (heatmaps, tables, curves), runs/<lab>/<newest>/ (each run's own); report: report/REPORT.md"
 

@@ -1,0 +1,180 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.data import package_file
+from lab4_gcn import data as graphs
+from lab4_gcn import train
+
+SHARED_PLANETOID = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_cora = pytest.mark.skipif(package_file(*graphs.EMBEDDED_CORA) is None, reason="graphdatascience not installed")
+needs_shared = pytest.mark.skipif(not (SHARED_PLANETOID / "Planetoid/Cora/raw").exists(),
+                                  reason="../shared/data/Planetoid is absent")
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+
+
+@needs_cora
+def test_embedded_cora_shape():
+    data = graphs.load_embedded_cora()
+    assert (data.num_nodes, data.num_features, int(data.y.max()) + 1, data.edge_index.size(1)) == (2708, 1433, 7, 10556)
+    assert data.is_undirected() and not data.has_self_loops()
+    assert torch.allclose(data.x.sum(1)[data.x.sum(1) > 0], torch.ones(1))  # row-normalised
+
+
+@needs_shared
+def test_planetoid_raw_files_load_through_the_data_root(tmp_path):
+    for name in ("Cora", "CiteSeer"):
+        raw = tmp_path / "Planetoid" / name / "raw"
+        raw.mkdir(parents=True)
+        for f in (SHARED_PLANETOID / "Planetoid" / name / "raw").iterdir():
+            (raw / f.name).symlink_to(f)
+    cora = graphs.load_graph(tmp_path, "cora")
+    citeseer = graphs.load_graph(tmp_path, "citeseer")
+    assert (cora.num_nodes, cora.edge_index.size(1), int(cora.train_mask.sum())) == (2708, 10556, 140)
+    assert citeseer.num_nodes == 3327 and citeseer.num_features == 3703
+    summary = train.main(["--dataset", "citeseer", "--split", "public", "--data-root", str(tmp_path),
+                          "--epochs", "30", "--quiet", "--out", str(tmp_path / "run")])
+    assert summary["test_score"] > 0.5  # six classes
+
+
+def write_ppi(root, graphs_per_split=(3, 1, 1), nodes=30, seed=0):
+    """PyG's PPI raw layout with random graphs whose labels follow their features."""
+    raw = root / "PPI" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "valid", "test"), graphs_per_split):
+        n = count * nodes
+        feats = rng.normal(size=(n, 50)).astype(np.float32)
+        labels = (feats[:, :121 % 50] > 0).astype(np.float32)
+        labels = np.concatenate([labels, np.zeros((n, 121 - labels.shape[1]), np.float32)], 1)
+        graph_id = np.repeat(np.arange(1, count + 1), nodes)
+        links = []
+        for g in range(count):
+            base = g * nodes
+            for i in range(nodes):
+                for j in rng.choice(nodes, 3, replace=False):
+                    if i != j:
+                        links.append({"source": base + i, "target": base + int(j)})
+        graph = {"directed": False, "multigraph": False, "graph": {},
+                 "nodes": [{"id": i} for i in range(n)], "links": links}
+        (raw / f"{split}_graph.json").write_text(json.dumps(graph))
+        np.save(raw / f"{split}_feats.npy", feats)
+        np.save(raw / f"{split}_labels.npy", labels)
+        np.save(raw / f"{split}_graph_id.npy", graph_id)
+    return root
+
+
+def test_ppi_fixture_loads_and_multilabel_and_link_runs_work(tmp_path):
+    root = write_ppi(tmp_path / "data")
+    train_set, val_set, test_set = graphs.load_ppi(root)
+    assert (len(train_set), len(val_set), len(test_set)) == (3, 1, 1)
+    assert train_set[0].x.shape == (30, 50) and train_set[0].y.shape == (30, 121)
+    node = train.main(["--dataset", "ppi", "--data-root", str(root), "--epochs", "40", "--hidden", "32",
+                       "--dropout", "0", "--quiet", "--out", str(tmp_path / "node")])
+    assert node["metric"] == "micro_f1" and node["test_score"] > 0.5
+    link = train.main(["--dataset", "ppi", "--task", "link", "--data-root", str(root), "--epochs", "5",
+                       "--quiet", "--out", str(tmp_path / "link")])
+    assert link["metric"] == "auc" and 0 <= link["test_score"] <= 1
+
+
+@needs_cora
+def test_link_split_keeps_held_out_edges_out_of_message_passing():
+    args = train.parse_args(["--task", "link"])
+    (train_graphs, val_graphs, test_graphs), _ = train.link_data(args, torch.device("cpu"))
+    as_set = lambda ei: {tuple(sorted(e)) for e in ei.t().tolist()}  # noqa: E731
+    message_passing = as_set(train_graphs[0].edge_index)
+    val_pos = as_set(val_graphs[0].edge_label_index[:, val_graphs[0].edge_label == 1])
+    test_pos = as_set(test_graphs[0].edge_label_index[:, test_graphs[0].edge_label == 1])
+    assert val_pos and test_pos and not val_pos & test_pos
+    assert not (val_pos | test_pos) & message_passing  # training never passes messages over held-out edges
+    assert as_set(val_graphs[0].edge_index) == message_passing
+    assert as_set(test_graphs[0].edge_index) == message_passing | val_pos  # PyG's rule: test may use val edges
+    assert not test_pos & as_set(test_graphs[0].edge_index)
+    for split in (val_graphs[0], test_graphs[0]):
+        assert int((split.edge_label == 0).sum()) == int((split.edge_label == 1).sum())
+    assert message_passing | val_pos | test_pos == as_set(graphs.load_embedded_cora().edge_index)
+
+
+def test_self_loop_flag_changes_propagation():
+    torch.manual_seed(0)
+    x = torch.eye(3)
+    edges = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])  # a path 0 - 1 - 2
+    outputs = {}
+    for loop in (True, False):
+        model = train.GCN(3, 4, 3, 1, "relu", loop, False, 0.0)
+        conv = model.convs[0]
+        with torch.no_grad():
+            conv.lin.weight.copy_(torch.eye(3))
+            conv.bias.zero_()
+        outputs[loop] = model.eval()(x, edges)
+    # without self-loops a node's own features never reach its output; with them they do (D^-1/2 (A+I) D^-1/2)
+    assert torch.allclose(outputs[False].diagonal(), torch.zeros(3))
+    assert torch.allclose(outputs[True].diagonal(), torch.tensor([1 / 2, 1 / 3, 1 / 2]))
+    assert torch.allclose(outputs[False][1, 0], torch.tensor(1 / 2 ** 0.5))
+
+
+def test_pair_norm_and_drop_edge_are_in_the_model_and_the_graph():
+    model = train.GCN(5, 8, 2, 3, "prelu", True, True, 0.1)
+    assert len(model.convs) == 3 and len(model.norms) == 2 and len(model.activations) == 2
+    edges = torch.tensor([[i, i + 1] for i in range(99)] + [[i + 1, i] for i in range(99)]).t()
+    torch.manual_seed(0)
+    kept = train.drop_edges(edges, 0.5, training=True)
+    assert 0.3 * 198 < kept.size(1) < 0.7 * 198
+    assert {tuple(e) for e in kept.t().tolist()} == {(b, a) for a, b in kept.t().tolist()}  # still undirected
+    assert train.drop_edges(edges, 0.5, training=False) is edges
+
+
+@needs_cora
+def test_tiny_node_run_beats_the_majority_class(tmp_path):
+    summary = train.main(["--epochs", "60", "--hidden", "16", "--quiet", "--out", str(tmp_path / "run")])
+    data = graphs.load_embedded_cora()
+    majority = torch.bincount(data.y).max().item() / data.num_nodes
+    assert summary["metric"] == "accuracy" and summary["test_score"] > majority + 0.3
+    header = (tmp_path / "run/history.csv").read_text().splitlines()[0]
+    assert header == "epoch,train_loss,train_score,val_loss,val_score"
+    assert {"metric", "best_val_loss", "best_val_score", "test_score", "best_epoch"} <= set(summary)
+
+
+@needs_cora
+@pytest.mark.parametrize("flags", [["--no-self-loop", "--pair-norm", "--drop-edge", "0.3", "--activation", "tanh"],
+                                   ["--task", "link", "--layers", "3", "--activation", "relu", "--pair-norm"]])
+def test_flag_combinations_run(tmp_path, flags):
+    summary = train.main([*flags, "--epochs", "5", "--quiet", "--out", str(tmp_path / "r")])
+    assert summary["status"] in ("ok", "early_stopped") and 0 <= summary["test_score"] <= 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "pubmed"], "invalid choice: 'pubmed'"),
+    (["--drop-edge", "1.5"], "--drop-edge: must be a number in [0, 1), got '1.5'"),
+    (["--layers", "0"], "--layers: must be a positive integer, got '0'"),
+    (["--split", "public"], "--split public needs Planetoid's raw files"),
+    (["--task", "link", "--split", "public"], "--split public is Planetoid's node split"),
+    (["--dataset", "ppi"], "PPI not found at"),
+])
+def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
+    monkeypatch.setattr("torch_geometric.datasets.PPI.url", f"file://{tmp_path}/offline/ppi.zip")
+    code, err = run_cli(train.main, [*flags, "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "bad")])
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_regularizer_tables_mark_best_and_second(tmp_path, run_cli):
+    from lab4_gcn import tables
+    rows = []
+    for i, (loop, norm, drop) in enumerate([(a, b, c) for a in (False, True) for b in (False, True) for c in (0, 0.2)]):
+        for dataset, task, score in (("cora", "node", 0.5 + i / 100), ("cora", "link", 0.9 - i / 100)):
+            rows.append({"dataset": dataset, "task": task, "self_loop": loop, "pair_norm": norm, "drop_edge": drop,
+                         "activation": "tanh", "best_val_score": score, "status": "ok"})
+    import pandas as pd
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    tables.main([str(tmp_path)])
+    lines = (tmp_path / "table_regularizers_tanh.md").read_text().splitlines()
+    assert lines[2] == "| params | cora-N | cora-L |"
+    assert lines[4] == "| FFF | 0.5000 | **0.9000** |" and lines[5] == "| FFT | 0.5100 | *0.8900* |"
+    assert lines[-1] == "| TTT | **0.5700** | 0.8300 |" and lines[-2] == "| TTF | *0.5600* | 0.8400 |"
+    assert (tmp_path / "table_regularizers_tanh.csv").exists()
+    code, err = run_cli(tables.main, [str(tmp_path / "none")])
+    assert code == 2 and "run sweeps/lab4_regularizers.sh first" in err[0]
