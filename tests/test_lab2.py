@@ -214,3 +214,11 @@ def test_missing_data_has_a_clear_message(tmp_path, run_cli, monkeypatch):
                                          "--out", str(tmp_path / "bad")])
         assert code == 2 and len(err) == 1 and hint in err[0], err
     assert not (tmp_path / "bad").exists()
+
+
+def test_weight_decay_and_workers_flags_take_effect(fashion_root, tmp_path):
+    common = ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "1", "--quiet", "--workers", "1"]
+    plain = train.main([*common, "--out", str(tmp_path / "a")])
+    decayed = train.main([*common, "--weight-decay", "0.5", "--out", str(tmp_path / "b")])
+    assert plain["best_val_loss"] != decayed["best_val_loss"]
+    assert json.loads((tmp_path / "b/config.json").read_text())["weight_decay"] == 0.5

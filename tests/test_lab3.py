@@ -158,8 +158,10 @@ def test_embedded_bert_loads_offline_and_trains_a_step(monkeypatch):
 @needs_corpus
 def test_bert_run(tmp_path):
     summary = train.main(["--model", "bert", "--limit-train", "32", "--epochs", "1", "--max-len", "32",
-                          "--batch-size", "16", "--quiet", "--out", str(tmp_path / "r")])
+                          "--batch-size", "16", "--warmup", "0.5", "--quiet", "--out", str(tmp_path / "r")])
     assert summary["status"] == "ok" and summary["train_examples"] == 32
+    lr_at_end = float((tmp_path / "r/history.csv").read_text().splitlines()[1].split(",")[5])
+    assert lr_at_end == 0.0  # one warmup step, then a linear decay that ends at 0
 
 
 @pytest.mark.parametrize("flags, message", [

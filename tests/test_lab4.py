@@ -178,3 +178,24 @@ def test_regularizer_tables_mark_best_and_second(tmp_path, run_cli):
     assert (tmp_path / "table_regularizers_tanh.csv").exists()
     code, err = run_cli(tables.main, [str(tmp_path / "none")])
     assert code == 2 and "run sweeps/lab4_regularizers.sh first" in err[0]
+
+
+@needs_cora
+def test_wait_weight_decay_and_batch_flags(tmp_path):
+    summary = train.main(["--epochs", "300", "--wait", "3", "--lr", "0.05", "--quiet", "--out", str(tmp_path / "a")])
+    assert summary["status"] == "early_stopped" and summary["epochs_run"] == summary["best_epoch"] + 4
+    node = train.parse_args([])
+    link = train.parse_args(["--task", "link"])
+    assert (node.weight_decay, link.weight_decay) == (5e-4, 0.0)
+    assert train.parse_args(["--task", "link", "--weight-decay", "0.01"]).weight_decay == 0.01
+
+
+def test_ppi_graphs_per_batch(tmp_path):
+    root = write_ppi(tmp_path / "data", graphs_per_split=(4, 1, 1))
+    train_graphs, _, _ = graphs.load_ppi(root)
+    args = train.parse_args(["--dataset", "ppi", "--graphs-per-batch", "4"])
+    model = train.GCN(50, 8, 121, 2, "prelu", True, True, 0.0)
+    seen = []
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(int(inputs[2].max()) + 1))
+    train.node_pass(model, list(train_graphs), args, torch.device("cpu"), torch.optim.Adam(model.parameters()))
+    assert seen == [4]  # one step over a batch of four graphs
