@@ -98,7 +98,7 @@ def drop_edges(edge_index, p: float, training: bool):
 
 # ---- node classification -------------------------------------------------------------------
 
-def node_data(args, device):
+def node_data(args):
     """(train, val, test) lists of graphs with a `mask` of the nodes to score, and the output size."""
     root = Path(args.data_root)
     if args.dataset == "ppi":
@@ -149,7 +149,7 @@ def node_pass(model, graph_list, args, device, optimizer=None):
 
 # ---- link prediction -----------------------------------------------------------------------
 
-def link_data(args, device):
+def link_data(args):
     """(train, val, test): lists of graphs with `edge_index` (message passing) and, for val/test,
     `edge_label_index`/`edge_label` (held-out edges and as many non-edges); train graphs'
     positives are their message-passing edges."""
@@ -205,7 +205,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     device = select_device(args.device)
     seed_everything(args.seed)
-    splits, out_dim = (node_data if args.task == "node" else link_data)(args, device)
+    splits, out_dim = (node_data if args.task == "node" else link_data)(args)
     train, val, test = splits
     metric = METRICS[(args.task, args.dataset == "ppi")]
     model = GCN(train[0].num_features, args.hidden, out_dim, args.layers, args.activation,

@@ -83,7 +83,7 @@ def test_ppi_fixture_loads_and_multilabel_and_link_runs_work(tmp_path):
 @needs_cora
 def test_link_split_keeps_held_out_edges_out_of_message_passing():
     args = train.parse_args(["--task", "link"])
-    (train_graphs, val_graphs, test_graphs), _ = train.link_data(args, torch.device("cpu"))
+    (train_graphs, val_graphs, test_graphs), _ = train.link_data(args)
     as_set = lambda ei: {tuple(sorted(e)) for e in ei.t().tolist()}  # noqa: E731
     message_passing = as_set(train_graphs[0].edge_index)
     val_pos = as_set(val_graphs[0].edge_label_index[:, val_graphs[0].edge_label == 1])
