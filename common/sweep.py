@@ -157,14 +157,20 @@ def _numeric_order(values):
         return list(dict.fromkeys(values))
 
 
+def groups_by(results: pd.DataFrame, keys: list[str]):
+    """(tuple of key values, rows) per combination of keys, in order, missing values kept; no keys: one group."""
+    if not keys:
+        return [((), results)]
+    return [(key if isinstance(key, tuple) else (key,), group)
+            for key, group in results.groupby(keys, sort=False, dropna=False)]
+
+
 def summarize(results: pd.DataFrame, axes: list[str], metrics: list[str]) -> str:
     """Markdown table: one row per point without its seed, mean ± std of each metric over seeds."""
     config = [a for a in axes if a != "seed"]
-    groups = results.groupby(config, sort=False, dropna=False) if config else [((), results)]
     lines = ["| " + " | ".join(config + ["runs", "status"] + metrics) + " |",
              "|" + "---|" * (len(config) + 2 + len(metrics))]
-    for key, group in groups:
-        key = key if isinstance(key, tuple) else (key,)
+    for key, group in groups_by(results, config):
         statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
         cells = [_mean_std(pd.to_numeric(group.get(m), errors="coerce")) for m in metrics]
         labels = ["—" if pd.isna(k) else str(k) for k in key]
@@ -205,9 +211,7 @@ def draw_heatmaps(results: pd.DataFrame, out: Path, axes: list[str], x: str, y: 
     Values are averaged over seeds; points that failed or diverged count as missing."""
     others = split_axes(results, axes, [x, y])
     written = []
-    groups = results.groupby(others, sort=False, dropna=False) if others else [((), results)]
-    for key, group in groups:
-        key = key if isinstance(key, tuple) else (key,)
+    for key, group in groups_by(results, others):
         tag = "".join(f"_{a}={v}" for a, v in zip(others, key))
         title = ", ".join(f"{a}={v}" for a, v in zip(others, key)) or None
         for name in [metric] + tables:
@@ -266,10 +270,8 @@ def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list
 def draw_lines(results: pd.DataFrame, out: Path, axes: list[str], x: str, metric: str, log: bool) -> Path:
     """The metric against a numeric grid key, one line per value of the other keys (seeds averaged)."""
     others = split_axes(results, axes, [x])
-    groups = results.groupby(others, sort=False, dropna=False) if others else [((), results)]
     curves = {}
-    for key, group in groups:
-        key = key if isinstance(key, tuple) else (key,)
+    for key, group in groups_by(results, others):
         means = pd.to_numeric(group[metric], errors="coerce").groupby(pd.to_numeric(group[x])).mean().sort_index()
         curves[" ".join(f"{a}={v}" for a, v in zip(others, key) if pd.notna(v)) or metric] = (means.index.to_numpy(),
                                                                                 means.to_numpy())
