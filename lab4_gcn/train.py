@@ -206,7 +206,7 @@ def main(argv=None) -> dict:
     device = select_device(args.device)
     seed_everything(args.seed)
     splits, out_dim = (node_data if args.task == "node" else link_data)(args)
-    train, val, test = splits
+    train, val, test = ([g.to(device) for g in split] for split in splits)  # once, not every epoch
     metric = METRICS[(args.task, args.dataset == "ppi")]
     model = GCN(train[0].num_features, args.hidden, out_dim, args.layers, args.activation,
                 args.self_loop, args.pair_norm, args.dropout).to(device)
