@@ -6,7 +6,8 @@
         -- --epochs 500 --lr 0.01
 
 Grid values: `a,b,c` (a list), `1..15` (integers, both ends included), `5:75:5` (start:stop:step,
-both ends included); items of a list may be ranges (`1..3,10`). A key `k` becomes the flag `--k`
+both ends included); items of a list may be ranges (`1..3,10`). Values that hold commas themselves
+are separated by `|` instead (`style_layers='conv_1:1,conv_2:1|conv_3:1'`: two values). A key `k` becomes the flag `--k`
 (underscores as hyphens); the values true/false of a switch become `--k` / `--no-k`. Repeating
 --grid runs the union of several grids. Everything after `--` goes to every point unchanged.
 
@@ -26,6 +27,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -33,17 +35,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.image import imread
 
 from common.cli import ArgumentParser, UsageError, positive_int, run
-from common.plots import plot_curves, plot_heatmap, plot_spread
+from common.plots import plot_curves, plot_heatmap, plot_image_grid, plot_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def expand_values(text: str) -> list[str]:
-    """`1..3,10` -> ['1', '2', '3', '10']; `5:15:5` -> ['5', '10', '15']; `a,b` -> ['a', 'b']."""
+    """`1..3,10` -> ['1', '2', '3', '10']; `5:15:5` -> ['5', '10', '15']; `a,b` -> ['a', 'b'];
+    `a,b|c` -> ['a,b', 'c']."""
     values = []
-    for item in text.split(","):
+    for item in text.split("|" if "|" in text else ","):
         if re.fullmatch(r"-?\d+\.\.-?\d+", item):
             start, stop = (int(v) for v in item.split(".."))
             values += [str(v) for v in range(start, stop + 1)]
@@ -279,6 +283,23 @@ def draw_lines(results: pd.DataFrame, out: Path, axes: list[str], x: str, metric
                        title=f"{metric} against {x}")
 
 
+def draw_images(results: pd.DataFrame, out: Path, axes: list[str], name: str, metric: str | None) -> Path:
+    """The image file `name` of every point side by side, titled by the grid values that vary (and the metric)."""
+    labelled = [a for a in axes if results[a].nunique(dropna=False) > 1]
+    images, titles = [], []
+    for _, row in results.iterrows():
+        path = out / row["dir"] / name
+        if path.exists():
+            images.append(imread(path))
+            label = " ".join(f"{a}={row[a]}" for a in labelled if pd.notna(row[a]))
+            if metric and pd.notna(row.get(metric)):
+                label += f" {metric}={float(row[metric]):.4g}"
+            titles.append(textwrap.fill(label, 36))
+    if not images:
+        raise UsageError(f"no point wrote {name!r}")
+    return plot_image_grid(out / f"images_{Path(name).stem}.png", images, titles, ncols=min(len(images), 3))
+
+
 def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     fixed = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -301,6 +322,8 @@ def parse_args(argv=None):
     parser.add_argument("--curves-by", metavar="KEY", help="one overlay figure per value of this grid key")
     parser.add_argument("--lines", metavar="KEY", help="plot --metric against this numeric grid key, "
                         "one line per value of the other keys")
+    parser.add_argument("--images", metavar="FILE", help="an image file of every run (e.g. result.png) to show "
+                        "side by side in one grid")
     parser.add_argument("--title", help="title of the sweep in the report")
     args = parser.parse_args(argv)
     args.fixed = fixed
@@ -373,6 +396,8 @@ def main(argv=None) -> pd.DataFrame:
         written.append(draw_lines(results, args.out, axes, args.lines, args.metric, args.log_color))
     if args.curves:
         written += draw_curves(results, args.out, axes, args.curves, args.curves_by, args.log_color)
+    if args.images:
+        written.append(draw_images(results, args.out, axes, args.images, args.metric))
     counts = results["status"].value_counts().to_dict()
     print(f"done: {counts}; wrote {', '.join(p.name for p in written)} in {args.out}")
     return results

