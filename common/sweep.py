@@ -7,7 +7,8 @@
 
 Grid values: `a,b,c` (a list), `1..15` (integers, both ends included), `5:75:5` (start:stop:step,
 both ends included); items of a list may be ranges (`1..3,10`). Values that hold commas themselves
-are separated by `|` instead (`style_layers='conv_1:1,conv_2:1|conv_3:1'`: two values). A key `k` becomes the flag `--k`
+are separated by `|` instead and taken as they are (`style_layers='conv_1:1,conv_2:1|conv_3:1'`:
+two values). A key `k` becomes the flag `--k`
 (underscores as hyphens); the values true/false of a switch become `--k` / `--no-k`. Repeating
 --grid runs the union of several grids. Everything after `--` goes to every point unchanged.
 
@@ -45,9 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def expand_values(text: str) -> list[str]:
     """`1..3,10` -> ['1', '2', '3', '10']; `5:15:5` -> ['5', '10', '15']; `a,b` -> ['a', 'b'];
-    `a,b|c` -> ['a,b', 'c']."""
+    `a,b|c` -> ['a,b', 'c'] (values separated by | are taken as they are)."""
+    if "|" in text:
+        values = text.split("|")
+        if not all(values):
+            raise UsageError(f"empty value in grid values {text!r}")
+        return values
     values = []
-    for item in text.split("|" if "|" in text else ","):
+    for item in text.split(","):
         if re.fullmatch(r"-?\d+\.\.-?\d+", item):
             start, stop = (int(v) for v in item.split(".."))
             values += [str(v) for v in range(start, stop + 1)]

@@ -37,12 +37,11 @@ def parse_layer_weights(text: str) -> dict[str, float]:
     """'conv_1:1000,conv_2:800' -> {'conv_1': 1000.0, 'conv_2': 800.0}; '' -> {}."""
     weights = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        match = re.fullmatch(r"((?:conv|relu|pool)_\d+):([^:]+)", item)
-        weight = cli._number(float, match.group(2), lambda v: 0 <= v < float("inf"), "a number >= 0") if match else None
-        if match is None or match.group(1) in weights:
+        name, _, weight = item.partition(":")
+        if not re.fullmatch(r"(conv|relu|pool)_\d+", name) or name in weights:
             raise argparse.ArgumentTypeError(
                 f"must be layer:weight pairs such as conv_4:1,conv_5:0.5 (each layer once), got {text!r}")
-        weights[match.group(1)] = weight
+        weights[name] = cli.non_negative_float(weight)
     return weights
 
 

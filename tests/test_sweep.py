@@ -19,7 +19,7 @@ def test_grid_values():
     assert sweep.expand_values("relu,sigmoid") == ["relu", "sigmoid"]
     assert sweep.expand_values("1e-3,0.01") == ["1e-3", "0.01"]
     assert sweep.expand_values("conv_1:1,conv_2:3|conv_3:1") == ["conv_1:1,conv_2:3", "conv_3:1"]
-    for bad in ("1,,2", "5:1:1", "1:5:0", "a:b:c"):
+    for bad in ("1,,2", "5:1:1", "1:5:0", "a:b:c", "a,b||c"):
         with pytest.raises(UsageError):
             sweep.expand_values(bad)
     assert sweep.parse_grid(["batch-size=8", "depth=1..2"]) == {"batch_size": ["8"], "depth": ["1", "2"]}
