@@ -12,6 +12,6 @@ case "$SCALE" in
          LAB5_FINE_LR=0.01 ;;
 esac
 LAB5_FLAGS=(--content "${CONTENT:-builtin:chelsea}" --style "${STYLE:-builtin:coffee}" --backbone "$LAB5_BACKBONE"
-            --size "$LAB5_SIZE" --steps "$LAB5_STEPS" --patience 20 --optimizer adam --pool avg)
+            --size "$LAB5_SIZE" --steps "$LAB5_STEPS" --patience 20 --optimizer adam)
 LAB5_FIGURES=(--metric best_loss --table final_content_loss final_style_loss steps_run
               --curves total_loss --log-color --images result.png)
