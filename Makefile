@@ -33,7 +33,7 @@ demo: setup
 	$(PYTHON) lab3_text/train.py --model lstm --glove --epochs 4
 	$(PYTHON) lab4_gcn/train.py --task node --dataset cora
 	$(PYTHON) lab4_gcn/train.py --task link --dataset cora
-	$(PYTHON) lab5_style/train.py --content builtin:chelsea --style builtin:coffee --size 128 --steps 300 --patience 20
+	$(PYTHON) lab5_style/train.py --content builtin:chelsea --style builtin:coffee --size 128 --steps 300 --patience 50
 	$(PYTHON) -m common.report --sweeps runs/sweeps/smoke --out report
 	@echo "Figures: runs/sweeps/smoke/*/ (heatmaps, tables, curves), runs/<lab>/<newest>/ (each run's own); report: report/REPORT.md"
 

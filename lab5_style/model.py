@@ -50,7 +50,8 @@ class VGGFeatures(nn.Module):
         super().__init__()
         names = layer_names(backbone)
         if len(convs) != sum(CONVS_PER_BLOCK[backbone]):
-            raise UsageError(f"{backbone} has {sum(CONVS_PER_BLOCK[backbone])} conv layers but the weights hold {len(convs)}")
+            raise UsageError(f"{backbone} has {sum(CONVS_PER_BLOCK[backbone])} conv layers "
+                             f"but the weights hold {len(convs)}")
         layers, weights = [], iter(convs)
         for name in names:
             if name.startswith("conv"):

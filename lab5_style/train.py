@@ -63,7 +63,8 @@ def parse_init(text: str) -> tuple[str, float]:
 def parse_args(argv=None):
     parser = cli.lab_parser("lab5_style", __doc__.splitlines()[0])
     parser.add_argument("--content", default="builtin:chelsea",
-                        help="content image: a path or builtin:NAME, an image bundled with scikit-image (builtin:chelsea)")
+                        help="content image: a path or builtin:NAME, a photo bundled with scikit-image "
+                             "(builtin:chelsea)")
     parser.add_argument("--style", default="builtin:coffee", help="style image, as --content (builtin:coffee)")
     parser.add_argument("--size", type=cli.positive_int, default=256,
                         help="longer side of the result in pixels; the style is resized to the content's size (256)")
@@ -82,7 +83,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=cli.positive_int, default=1000,
                         help="maximum steps; one step = one forward and one backward pass (1000)")
     parser.add_argument("--patience", type=cli.positive_int, default=None,
-                        help="stop once the best total loss has not improved for this many steps (off)")
+                        help="stop once the best total loss has not improved for this many steps (off; Adam's "
+                             "first 15-30 steps oscillate: 50 is safe)")
     parser.add_argument("--init", type=parse_init, default="content",
                         help="start image: content, gray (its grayscale), noise (uniform), or blend:A = "
                              "A*content + (1-A)*style (content)")
@@ -236,8 +238,8 @@ def main(argv=None) -> dict:
     content = load_image(args.content_path, args.size).to(device)
     needed = min_side(args.backbone, {**args.content_layers, **args.style_layers})
     if min(content.shape[2:]) < needed:
-        raise cli.UsageError(f"--size {args.size} is too small: the content becomes {content.shape[3]}x{content.shape[2]}"
-                             f" px and the deepest layer in use needs a side of at least {needed} px")
+        raise cli.UsageError(f"--size {args.size} is too small: the content becomes {content.shape[3]}x"
+                             f"{content.shape[2]} px and the deepest layer in use needs sides of {needed} px or more")
     style = load_image(args.style_path, tuple(content.shape[2:])).to(device)
     if args.gray_content:
         content = grayscale(content)
@@ -294,8 +296,8 @@ def main(argv=None) -> dict:
                 xlabel="step", log=True, title=f"{args.backbone}, {args.pool} pool, {args.optimizer} lr {args.lr:g}")
     return run.finish(status, best_loss=stopper.best if best_losses[0] is not None else None,
                       final_content_loss=best_losses[0], final_style_loss=best_losses[1], best_epoch=stopper.best_epoch,
-                      steps_run=steps_run, seconds_per_step=seconds_per_step, backbone=args.backbone,
-                      height=content.shape[2], width=content.shape[3])
+                      steps_run=steps_run, epochs_run=steps_run, seconds_per_step=seconds_per_step,
+                      backbone=args.backbone, height=content.shape[2], width=content.shape[3])
 
 
 if __name__ == "__main__":

@@ -181,7 +181,8 @@ def test_gray_content_target_and_keep_color(tmp_path, run_cli):
     summary = train.main(lab5_args(tmp_path, "--gray-content", "--init", "gray", "--steps", "5"))
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert summary["status"] == "ok" and config["gray_content"] is True
-    assert train.main(lab5_args(tmp_path, "--keep-color", "--init", "noise", "--steps", "3", name="kept"))["status"] == "ok"
+    kept = train.main(lab5_args(tmp_path, "--keep-color", "--init", "noise", "--steps", "3", name="kept"))
+    assert kept["status"] == "ok"
     code, err = run_cli(train.main, lab5_args(tmp_path, "--keep-color", "--gray-content", name="both"))
     assert code == 2 and len(err) == 1 and "--keep-color" in err[0]
 
