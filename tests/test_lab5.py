@@ -254,6 +254,20 @@ def test_bad_input_exits_2_with_one_line(tmp_path, run_cli, flags, message):
 
 
 @needs_skimage
+@pytest.mark.parametrize("content", [b"junk", b"\x80\x02]q\x00.", None])
+def test_unreadable_weights_are_a_usage_error(tmp_path, run_cli, content):
+    path = tmp_path / "vgg.pth"
+    if content is None:
+        torch.save([1, 2], path)  # a readable file that is not a state dict
+    else:
+        path.write_bytes(content)
+    for backbone in ("auto", "vgg19"):
+        code, err = run_cli(train.main, lab5_args(tmp_path, "--backbone", backbone, "--weights", str(path)))
+        assert code == 2 and len(err) == 1 and "cannot read VGG weights" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+@needs_skimage
 def test_unreadable_image_is_a_usage_error(tmp_path, run_cli):
     (tmp_path / "notes.jpg").write_text("not an image")
     code, err = run_cli(train.main, lab5_args(tmp_path, "--style", str(tmp_path / "notes.jpg")))
