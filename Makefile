@@ -1,13 +1,14 @@
 # make demo   - set up, then the smoke-scale reproduction on embedded data (the main job)
 # make test   - set up, then the test suite
 # make reproduce SCALE=smoke|full - every sweep of the report, then report/REPORT.md
+# make lint   - ruff (also the first step of make test)
 # make bench  - benchmarks (ratios measured side by side)
 VENV ?= .venv
 SCALE ?= smoke
 PYTHON := $(abspath $(VENV))/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup fashion-mnist demo test reproduce bench clean
+.PHONY: setup fashion-mnist demo lint test reproduce bench clean
 
 setup: $(VENV)/.installed fashion-mnist
 
@@ -18,9 +19,10 @@ fashion-mnist:
 	  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
 	  echo "warning: could not install dataset-fashion-mnist; lab 2 will try torchvision's download"; fi
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-data.txt
+# The checkout itself is installed editable: `common` and the labs import from anywhere, no sys.path edits.
+$(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt requirements-data.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PYTHON) -m pip install -q -e ".[dev]"
 	if grep -q '^[^#[:space:]]' requirements-data.txt; then \
 	  $(PYTHON) -m pip install -q --no-deps -r requirements-data.txt; fi
 	touch $@
@@ -37,7 +39,10 @@ demo: setup
 	$(PYTHON) -m common.report --sweeps runs/sweeps/smoke --out report
 	@echo "Figures: runs/sweeps/smoke/*/ (heatmaps, tables, curves), runs/<lab>/<newest>/ (each run's own); report: report/REPORT.md"
 
-test: setup
+lint: setup
+	$(PYTHON) -m ruff check .
+
+test: setup lint
 	$(PYTHON) -m pytest -q tests
 
 reproduce: setup

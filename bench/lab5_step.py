@@ -7,18 +7,14 @@ layers and size, alternated in one process. Both must give the same loss.
 """
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from lab5_style import train  # noqa: E402
-from lab5_style.model import StyleTransferLoss, build_features, gram  # noqa: E402
+from lab5_style.data import image_path, load_image
+from lab5_style.model import StyleTransferLoss, build_features, gram, weights_file
 
 CONTENT_LAYERS = {"conv_4": 1.0}
 STYLE_LAYERS = {"conv_1": 1000.0, "conv_2": 800.0, "conv_3": 600.0, "conv_4": 400.0, "conv_5": 200.0}
@@ -103,12 +99,12 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="alternate the two this many times; keep the best")
     args = parser.parse_args()
-    features = build_features("vgg16", train.weights_file("vgg16", None, quiet=True), "avg")
+    features = build_features("vgg16", weights_file("vgg16", None, quiet=True), "avg")
     print(f"lab5 step: vgg16 avg pool, content {list(CONTENT_LAYERS)}, style {list(STYLE_LAYERS)}, "
           f"Adam, {torch.get_num_threads()} threads")
     for size in args.sizes:
-        content = train.load_image(train.image_path("builtin:chelsea", "--content"), size)
-        style = train.load_image(train.image_path("builtin:coffee", "--style"), tuple(content.shape[2:]))
+        content = load_image(image_path("builtin:chelsea", "--content"), size)
+        style = load_image(image_path("builtin:coffee", "--style"), tuple(content.shape[2:]))
         ours_image, tutorial_image = content.clone().requires_grad_(), content.clone().requires_grad_()
         ours_optimizer, tutorial_optimizer = torch.optim.Adam([ours_image]), torch.optim.Adam([tutorial_image])
         loss_fn = StyleTransferLoss(features, content, style, CONTENT_LAYERS, STYLE_LAYERS)
@@ -117,10 +113,15 @@ def main():
         tutorial_loss = tutorial_step(model, losses, tutorial_image, tutorial_optimizer)
         assert abs(ours_loss - tutorial_loss) <= 1e-4 * abs(tutorial_loss), (ours_loss, tutorial_loss)
         ours, tutorial = [], []
+        def step_tutorial(model=model, losses=losses, image=tutorial_image, optimizer=tutorial_optimizer):
+            return tutorial_step(model, losses, image, optimizer)
+
+        def step_ours(loss_fn=loss_fn, image=ours_image, optimizer=ours_optimizer):
+            return our_step(loss_fn, image, optimizer)
+
         for _ in range(args.rounds):
-            tutorial.append(seconds_per_step(lambda: tutorial_step(model, losses, tutorial_image, tutorial_optimizer),
-                                             args.steps))
-            ours.append(seconds_per_step(lambda: our_step(loss_fn, ours_image, ours_optimizer), args.steps))
+            tutorial.append(seconds_per_step(step_tutorial, args.steps))
+            ours.append(seconds_per_step(step_ours, args.steps))
         print(f"{content.shape[2]}x{content.shape[3]} px: tutorial-style {min(tutorial) * 1e3:7.1f} ms/step, "
               f"ours {min(ours) * 1e3:7.1f} ms/step, speed-up x{min(tutorial) / min(ours):.2f} "
               f"(same first loss {ours_loss:.4g})")

@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common.sweep import cli as sweep
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from common import sweep  # noqa: E402
 
 
 def timed(fn) -> float:

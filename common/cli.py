@@ -3,9 +3,7 @@ import argparse
 import os
 import sys
 
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line on stderr, exit code 2, no traceback."""
+from common.errors import UsageError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -14,7 +12,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def lab_parser(lab: str, description: str) -> ArgumentParser:
-    """A parser that already holds the shared flags of DESIGN.md."""
+    """A parser that already holds the shared flags of CONTRIBUTING.md."""
     parser = ArgumentParser(prog=f"{lab}/train.py", description=description)
     parser.add_argument("--seed", type=int, default=0, help="seed for torch, numpy and random (default 0)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
@@ -24,6 +22,16 @@ def lab_parser(lab: str, description: str) -> ArgumentParser:
                         help="dataset root (default $LABS_DATA_ROOT, else ./data)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def add_patience(parser: argparse.ArgumentParser, default: int | None, metric: str, unit: str = "epochs",
+                 wait_alias: bool = False) -> None:
+    """--patience P, the same rule in every lab (the report's `wait`): stop once the best `metric` has not
+    improved for P+1 consecutive epochs. wait_alias also accepts --wait, the report's own name."""
+    names = ["--patience", "--wait"] if wait_alias else ["--patience"]
+    parser.add_argument(*names, dest="patience", type=non_negative_int, default=default, metavar="P",
+                        help=f"stop once the best {metric} has not improved for P+1 consecutive {unit} "
+                             f"({'off' if default is None else default})")
 
 
 def _number(cast, text, ok, what):

@@ -4,14 +4,19 @@ from pathlib import Path
 
 import torch
 
-from common.cli import UsageError
+from common.errors import UsageError
+
+
+def seeded_permutation(n: int, seed: int) -> torch.Tensor:
+    """A permutation of range(n) that depends on seed only (the global random state is left alone)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
 def balanced_subset(labels, size: int, seed: int) -> torch.Tensor:
     """Indices of a seeded subset of `size` items whose class counts differ by at most one
     (a class with fewer items than its share gives all it has)."""
     labels = torch.as_tensor(labels)
-    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    perm = seeded_permutation(len(labels), seed)
     shuffled = labels[perm]
     rank = torch.empty(len(labels), dtype=torch.long)  # position of each item within its class
     for c in shuffled.unique():
@@ -25,7 +30,7 @@ def download_and_extract(url: str, root: Path, what: str, expected: Path) -> Pat
     from torchvision.datasets.utils import download_and_extract_archive
     try:
         download_and_extract_archive(url, download_root=str(root))
-    except Exception as error:  # noqa: BLE001 - any network or archive failure gets the same advice
+    except Exception as error:  # any network or archive failure gets the same advice
         raise UsageError(f"{what} not found at {expected} and the download of {url} failed "
                          f"({type(error).__name__}); download and unpack it into {root}") from None
     if not expected.exists():

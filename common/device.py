@@ -1,10 +1,11 @@
-"""Device selection and seeding."""
+"""Device selection, seeding and mixed precision."""
 import random
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 
-from common.cli import UsageError
+from common.errors import UsageError
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -22,3 +23,8 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full float32 elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()

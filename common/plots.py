@@ -3,10 +3,10 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+matplotlib.use("Agg")  # before pyplot is imported: no display needed
+import matplotlib.pyplot as plt  # noqa: E402 - must follow matplotlib.use
+import numpy as np
+from matplotlib.colors import LogNorm
 
 
 def _save(fig, path: Path) -> Path:
@@ -17,12 +17,16 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_curves(path: Path, curves: dict, xlabel: str = "epoch", ylabel: str = "loss",
-                log: bool = False, title: str | None = None) -> Path:
-    """One line per entry of curves: name -> y values, or name -> (x values, y values)."""
+                log: bool = False, title: str | None = None, markers: tuple[str, ...] = ()) -> Path:
+    """One line per entry of curves: name -> y values, or name -> (x values, y values).
+    The curves named in markers are drawn as unconnected points (samples, not a function of x)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, values in curves.items():
         x, y = values if isinstance(values, tuple) else (np.arange(1, len(values) + 1), values)
-        ax.plot(x, y, label=name, linewidth=1.2)
+        if name in markers:
+            ax.plot(x, y, ".", label=name, markersize=3, alpha=0.7)
+        else:
+            ax.plot(x, y, label=name, linewidth=1.2)
     if log:
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -31,8 +35,15 @@ def plot_curves(path: Path, curves: dict, xlabel: str = "epoch", ylabel: str = "
     return _save(fig, path)
 
 
+def plot_train_val(path: Path, history: dict, metric: str, ylabel: str, title: str | None = None,
+                   log: bool = False) -> Path:
+    """The train_<metric> and val_<metric> columns of a run's history against the epoch."""
+    return plot_curves(path, {"train": history[f"train_{metric}"], "validation": history[f"val_{metric}"]},
+                       ylabel=ylabel, log=log, title=title)
+
+
 def plot_heatmap(path: Path, values, row_labels, col_labels, xlabel: str, ylabel: str,
-                 title: str | None = None, log_color: bool = False, fmt: str = "{:.2g}") -> Path:
+                 title: str | None = None, log_color: bool = False) -> Path:
     """Annotated heatmap of values[row, col]; NaN cells (failed or diverged runs) stay blank."""
     values = np.asarray(values, dtype=float)
     finite = values[np.isfinite(values)]
@@ -50,7 +61,7 @@ def plot_heatmap(path: Path, values, row_labels, col_labels, xlabel: str, ylabel
         middle = np.exp(np.log(finite).mean()) if norm else finite.mean()
         for (r, c), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=6,
+                ax.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=6,
                         color="black" if v > middle else "white")
     return _save(fig, path)
 

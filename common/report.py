@@ -21,7 +21,9 @@ def section(sweep_dir: Path, report_dir: Path) -> str:
              f"`{settings['lab']}` over {grids}; fixed flags: `{' '.join(settings['fixed']) or '(none)'}`. "
              f"Raw results: [results.csv]({os.path.relpath(sweep_dir / 'results.csv', report_dir)}).", ""]
     keys = [k for k in [settings.get("metric")] + settings.get("table", []) if k]
-    by_key = lambda p: (next((i for i, k in enumerate(keys) if p.stem.startswith(f"table_{k}")), len(keys)), p.name)  # noqa: E731
+
+    def by_key(path):  # the metric's tables first, then those of --table in their order
+        return next((i for i, k in enumerate(keys) if path.stem.startswith(f"table_{k}")), len(keys)), path.name
     tables = sorted(sweep_dir.glob("table_*.md"), key=by_key) or [sweep_dir / "summary.md"]
     for table in tables:
         if table.exists():

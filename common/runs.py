@@ -1,4 +1,4 @@
-"""The run folder of DESIGN.md: config.json, history.csv, summary.json, figures and best.pt."""
+"""The run folder of CONTRIBUTING.md: config.json, history.csv, summary.json, figures and best.pt."""
 import csv
 import json
 import math
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.cli import UsageError
+from common.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,19 +78,19 @@ class Run:
     def path(self, name: str) -> Path:
         return self.dir / name
 
-    def log(self, epoch: int, show: bool = False, **metrics) -> None:
-        """Append one row to history.csv: epoch, then the lab's metrics (same keys every row).
-        With show (and not --quiet) also print it as one line."""
-        metrics = {k: v.item() if isinstance(v, (torch.Tensor, np.generic)) else v for k, v in metrics.items()}
-        for key, value in {"epoch": epoch, **metrics}.items():
+    def log(self, show: bool = False, **row) -> None:
+        """Append one row to history.csv: its first key is the counter (epoch, or step in lab 5), then the
+        lab's metrics (same keys every row). With show (and not --quiet) also print it as one line."""
+        row = {k: v.item() if isinstance(v, (torch.Tensor, np.generic)) else v for k, v in row.items()}
+        for key, value in row.items():
             self.history.setdefault(key, []).append(value)
-        row = {"epoch": epoch, **{key: _clean(value) for key, value in metrics.items()}}
         if show and not self.quiet:
-            print(f"epoch {epoch}: " + " ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
+            (counter, count), *metrics = row.items()
+            print(f"{counter} {count}: " + " ".join(f"{k} {v:.4g}" for k, v in metrics), flush=True)
         if self._history is None:
             self._history = csv.DictWriter(self._history_file, fieldnames=list(row))
             self._history.writeheader()
-        self._history.writerow(row)
+        self._history.writerow({key: _clean(value) for key, value in row.items()})
         now = time.perf_counter()
         if now - self._flushed > 1.0:  # a crash loses at most a second of history
             self._history_file.flush()

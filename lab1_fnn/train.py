@@ -9,20 +9,18 @@ best-validation weights.
 """
 import argparse
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` when run as a script
-from common import cli  # noqa: E402
-from common.device import seed_everything, select_device  # noqa: E402
-from common.early_stopping import EarlyStopping  # noqa: E402
-from common.plots import plot_curves  # noqa: E402
-from common.runs import Run  # noqa: E402
+from common import cli
+from common.data import seeded_permutation
+from common.device import seed_everything, select_device
+from common.early_stopping import EarlyStopping
+from common.plots import plot_curves, plot_train_val
+from common.runs import Run
 
 # name -> (f, interval start, interval end, whether the end point is included)
 FUNCTIONS = {
@@ -62,8 +60,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=cli.positive_int, default=500, help="maximum epochs (500)")
     parser.add_argument("--batch-size", type=cli.non_negative_int, default=0,
                         help="minibatch size; 0 = full batch, as in the report (0)")
-    parser.add_argument("--patience", type=cli.non_negative_int, default=None,
-                        help="stop once the best validation MSE has not improved for patience+1 epochs (off)")
+    cli.add_patience(parser, None, "validation MSE")
     args = parser.parse_args(argv)
     if args.optimizer == "lbfgs" and args.batch_size:
         raise cli.UsageError("--optimizer lbfgs works on the full batch only; drop --batch-size")
@@ -85,11 +82,12 @@ def make_data(function: str, n_points: int, ratios, seed: int) -> dict[str, tupl
     f, start, end, closed = FUNCTIONS[function]
     x = np.linspace(start, end, n_points, endpoint=closed)
     y = f(x)
-    order = torch.randperm(n_points, generator=torch.Generator().manual_seed(seed))
+    order = seeded_permutation(n_points, seed)
     n_train, n_val, _ = split_sizes(n_points, ratios)
     parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
-    as_column = lambda a: torch.tensor(a, dtype=torch.float32).unsqueeze(1)  # noqa: E731
-    return {name: (as_column(x[idx]), as_column(y[idx])) for name, idx in parts.items()}
+    def column(values):
+        return torch.tensor(values, dtype=torch.float32).unsqueeze(1)
+    return {name: (column(x[idx]), column(y[idx])) for name, idx in parts.items()}
 
 
 class FunctionNet(nn.Module):
@@ -122,8 +120,8 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.LBFGS(params, lr=lr, line_search_fn="strong_wolfe")  # up to 20 iterations an epoch
 
 
-def train_epoch(model, optimizer, x, y, batch_size: int) -> float:
-    """One pass over the training set; return the mean training MSE seen during the pass."""
+def train_one_epoch(model, optimizer, x, y, batch_size: int) -> dict:
+    """One pass over the training set; the mean training MSE seen during the pass."""
     loss_fn = nn.functional.mse_loss
     if isinstance(optimizer, torch.optim.LBFGS):
         def closure():
@@ -131,7 +129,7 @@ def train_epoch(model, optimizer, x, y, batch_size: int) -> float:
             loss = loss_fn(model(x), y)
             loss.backward()
             return loss
-        return optimizer.step(closure).item()
+        return {"mse": optimizer.step(closure).item()}
     n = len(x)
     batches = [slice(None)] if not batch_size or batch_size >= n else \
         torch.randperm(n, device=x.device).split(batch_size)
@@ -143,23 +141,23 @@ def train_epoch(model, optimizer, x, y, batch_size: int) -> float:
         loss.backward()
         optimizer.step()
         total += loss.item() * len(xb)
-    return total / n
+    return {"mse": total / n}
 
 
-@torch.inference_mode()
-def mse(model, x, y) -> float:
-    return nn.functional.mse_loss(model(x), y).item()
+@torch.no_grad()
+def evaluate(model, x, y) -> dict:
+    return {"mse": nn.functional.mse_loss(model(x), y).item()}
 
 
 def plot_fit(path, model, args, data, device):
     f, start, end, closed = FUNCTIONS[args.function]
     x = np.linspace(start, end, 1000, endpoint=closed)
-    with torch.inference_mode():
+    with torch.no_grad():
         prediction = model(torch.tensor(x, dtype=torch.float32, device=device).unsqueeze(1)).cpu().squeeze(1)
     x_test, y_test = data["test"]
     curves = {"truth": (x, f(x)), "best-validation model": (x, prediction.numpy()),
               "test points": (x_test.squeeze(1).numpy(), y_test.squeeze(1).numpy())}
-    plot_curves(path, curves, xlabel="x", ylabel="y",
+    plot_curves(path, curves, xlabel="x", ylabel="y", markers=("test points",),
                 title=f"{args.function}: depth {args.depth}, width {args.width}, {args.activation}")
 
 
@@ -175,30 +173,29 @@ def main(argv=None) -> dict:
     run = Run("lab1_fnn", args, device)
 
     stopper = EarlyStopping(args.patience)
-    status = "ok"
     postfix_every = max(1, args.epochs // 200)
     progress = tqdm(range(1, args.epochs + 1), desc="lab1", disable=args.quiet, leave=False)
     for epoch in progress:
-        train_mse = train_epoch(model, optimizer, x_train, y_train, args.batch_size)
-        val_mse = mse(model, x_val, y_val)
-        run.log(epoch, train_mse=train_mse, val_mse=val_mse)
-        status = stopper.update(model, epoch, val_mse, losses=(train_mse,))
+        train = train_one_epoch(model, optimizer, x_train, y_train, args.batch_size)
+        val = evaluate(model, x_val, y_val)
+        run.log(epoch=epoch, train_mse=train["mse"], val_mse=val["mse"])
+        status = stopper.update(model, epoch, val["mse"], losses=(train["mse"],))
         if status != "ok":
             break
         if epoch % postfix_every == 0:
-            progress.set_postfix(train=f"{train_mse:.2e}", val=f"{val_mse:.2e}", refresh=False)
+            progress.set_postfix(train=f"{train['mse']:.2e}", val=f"{val['mse']:.2e}", refresh=False)
     progress.close()
 
-    final_train_mse = mse(model, x_train, y_train)
+    final_train_mse = evaluate(model, x_train, y_train)["mse"]
     have_best = stopper.restore_best(model, run.path("best.pt"))
-    plot_curves(run.path("loss_curves.png"), {"train": run.history["train_mse"], "validation": run.history["val_mse"]},
-                ylabel="MSE", log=True, title=f"depth {args.depth}, width {args.width}, {args.activation}, lr {args.lr:g}")
+    plot_train_val(run.path("loss_curves.png"), run.history, "mse", "MSE", log=True,
+                   title=f"depth {args.depth}, width {args.width}, {args.activation}, lr {args.lr:g}")
     plot_fit(run.path("fit.png"), model, args, data, device)
     return run.finish(
         status,
         best_val_mse=stopper.best if have_best else None,
         best_epoch=stopper.best_epoch,
-        test_mse=mse(model, x_test, y_test) if have_best else None,
+        test_mse=evaluate(model, x_test, y_test)["mse"] if have_best else None,
         final_train_mse=final_train_mse,
         epochs_run=len(run.history["epoch"]),
     )

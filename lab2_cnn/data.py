@@ -1,4 +1,5 @@
-"""Image datasets of Lab 2 as in-memory uint8 tensors (N, C, H, W) with integer labels.
+"""Image datasets of Lab 2 as in-memory uint8 tensors (N, C, H, W) with integer labels; the
+train/validation/test split; normalised, optionally augmented batches drawn from memory.
 
 fashion-mnist: IDX files from <data-root>/fashion-mnist/, else the Debian package
 dataset-fashion-mnist, else torchvision's download. tiny-imagenet: the tiny-imagenet-200/ folder
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from common.cli import UsageError
-from common.data import download_and_extract
+from common.data import balanced_subset, download_and_extract, seeded_permutation
+from common.errors import UsageError
 
 FASHION_MNIST_DIRS = ("fashion-mnist", "FashionMNIST/raw")  # under --data-root; torchvision uses the second
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
@@ -68,7 +70,7 @@ def _download_fashion_mnist(root: Path) -> None:
     from torchvision.datasets import FashionMNIST
     try:
         FashionMNIST(str(root), download=True)
-    except Exception as error:  # noqa: BLE001 - offline: say where the files can come from
+    except Exception as error:  # offline: say where the files can come from
         raise UsageError(
             f"Fashion-MNIST not found in {root}/fashion-mnist/ or {FASHION_MNIST_SYSTEM} and the download failed "
             f"({type(error).__name__}); install it with `apt-get install dataset-fashion-mnist` or put the four "
@@ -98,7 +100,8 @@ def load_tiny_imagenet(root: Path, workers: int) -> ImageSet:
     except (OSError, KeyError, IndexError) as error:
         raise UsageError(f"{base} does not have the tiny-imagenet-200 layout: {error}") from None
     words = base / "words.txt"
-    names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line) if words.exists() else {}
+    lines = words.read_text().splitlines() if words.exists() else []
+    names = dict(line.split("\t", 1) for line in lines if "\t" in line)
     if not train or not test:
         raise UsageError(f"{base} holds no training or validation images")
     return ImageSet(_decode([p for p, _ in train], workers), torch.tensor([y for _, y in train]),
@@ -111,10 +114,11 @@ def load_cifar(name: str, root: Path) -> ImageSet:
     dataset = CIFAR10 if name == "cifar10" else CIFAR100
     try:
         train, test = (dataset(str(root), train=t, download=True) for t in (True, False))
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # offline, or files that cannot be read
         raise UsageError(f"{name} not found in {root} and the download failed ({type(error).__name__}); "
                          f"put torchvision's {name} folder there") from None
-    as_nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    def as_nchw(images):
+        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     return ImageSet(as_nchw(train.data), torch.tensor(train.targets), as_nchw(test.data), torch.tensor(test.targets),
                     list(train.classes))
 
@@ -125,3 +129,65 @@ def load(name: str, root: Path, workers: int = 4) -> ImageSet:
     if name == "tiny-imagenet":
         return load_tiny_imagenet(root, workers)
     return load_cifar(name, root)
+
+
+def split(images: ImageSet, val_fraction: float, seed: int, limit_train: int | None = None,
+          limit_test: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train, val, test) index tensors: seeded, class-balanced where limited; validation is split off
+    the (limited) training images."""
+    pool = torch.arange(len(images.train_y))
+    if limit_train:
+        pool = balanced_subset(images.train_y, limit_train, seed)
+    pool = pool[seeded_permutation(len(pool), seed)]
+    n_val = max(1, round(len(pool) * val_fraction))
+    if n_val >= len(pool):
+        raise UsageError(f"{len(pool)} training images leave none for training after --val-fraction")
+    test = torch.arange(len(images.test_y))
+    if limit_test:
+        test = balanced_subset(images.test_y, limit_test, seed)
+    return pool[n_val:], pool[:n_val], test
+
+
+def channel_stats(x: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of the images in [0, 1], shaped (C, 1, 1); chunked to bound memory."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for idx in indices.split(4096):
+        chunk = x[idx].double() / 255
+        total += chunk.sum((0, 2, 3))
+        squares += chunk.square().sum((0, 2, 3))
+    n = len(indices) * x.shape[2] * x.shape[3]
+    mean = total / n
+    std = (squares / n - mean.square()).clamp_min(1e-12).sqrt()
+    return mean.float()[:, None, None], std.float()[:, None, None]
+
+
+def augment(x: torch.Tensor) -> torch.Tensor:
+    """Per image: a random crop of the zero-padded image (padding size/8), then a random horizontal flip."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy, dx = (torch.randint(0, 2 * pad + 1, (n,), device=x.device) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
+    x = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    flip = torch.rand(n, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+class Batches:
+    """Normalised float batches of uint8 images held in memory (on the training device)."""
+
+    def __init__(self, x, y, mean, std, device):
+        self.x, self.y = x.to(device), y.to(device)
+        self.mean, self.std = mean.to(device), std.to(device)
+
+    def __call__(self, indices, batch_size, shuffle=False, augmented=False):
+        if shuffle:
+            indices = indices[torch.randperm(len(indices))]
+        for idx in indices.split(batch_size):
+            idx = idx.to(self.x.device)
+            x = (self.x[idx].float() / 255 - self.mean) / self.std
+            if augmented:
+                x = augment(x)
+            yield x.contiguous(memory_format=torch.channels_last), self.y[idx]

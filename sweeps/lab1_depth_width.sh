@@ -2,7 +2,7 @@
 # Report, Lab 1 §2 "深度与宽度": depth 1..15 x width 5..75 (step 5), lr 0.01, 500 epochs of
 # full-batch SGD, for relu and for sigmoid -> heatmaps of the minimum validation MSE (log colour)
 # and the table of the epochs where it was reached (the report's argmin table).
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/lib/common.sh"
 case "$SCALE" in
   smoke) depths=1..4  widths=5:75:10 ;;
   full)  depths=1..15 widths=5:75:5 ;;

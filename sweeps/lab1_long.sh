@@ -2,7 +2,7 @@
 # Report, Lab 1 §3-§4 and the final result: long runs of one hidden layer (depth 1), repeated over
 # seeds, as mean ± std of the test MSE: the report saw large seed-to-seed variance (most runs near
 # 1e-3, some stuck near 0.1). Point flags override the fixed ones (lr 0.1 for width 500).
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/lib/common.sh"
 case "$SCALE" in
   smoke) scale=100 seeds=3 ;;  # epochs / 100
   full)  scale=1   seeds=5 ;;

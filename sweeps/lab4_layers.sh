@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Report, Lab 4 §3: 2 to 7 GCN layers (self-loops on, tanh as the report chose) -> validation-loss
 # curve overlays per dataset-task pair and the test score against the number of layers.
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/lib/common.sh"
 case "$SCALE" in
   smoke) datasets=cora epochs=100 ;;
   full)  datasets=cora,citeseer,ppi epochs=1500 ;;

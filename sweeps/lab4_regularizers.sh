@@ -2,7 +2,7 @@
 # Report, Lab 4 §1-2: all 8 combinations of self-loop, pair-norm and drop-edge (T/F) for each
 # dataset-task pair, with prelu and with tanh, 2 layers -> the report's two tables of the best
 # validation score (table_regularizers_<activation>.md/.csv; best in bold, second in italics).
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/lib/common.sh"
 case "$SCALE" in
   smoke) datasets=cora epochs=100 ;;           # the embedded Cora only, CPU minutes
   full)  datasets=cora,citeseer,ppi epochs=500 ;;

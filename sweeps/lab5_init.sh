@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Report, Lab 5 §5: the start image -- content, white noise, and blends A*content + (1-A)*style
 # (blend:1 is the content) -> steps to converge and final loss.
-source "$(dirname "$0")/common.sh"
-source "$(dirname "$0")/lab5_scale.sh"
+source "$(dirname "$0")/lib/common.sh"
+source sweeps/lib/lab5_scale.sh
 sweep lab5_init lab5_style \
   --title "Lab 5: initialisation" \
   --grid init=content,noise,blend:0.5,blend:0.3,blend:0.1 "${LAB5_FIGURES[@]}" \

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Report, Lab 5 results §1-2: the content layer (style conv_1..5 at 500) and six style-layer weightings
 # (content conv_5) -> result grids, loss tables and total-loss curves.
-source "$(dirname "$0")/common.sh"
-source "$(dirname "$0")/lab5_scale.sh"
+source "$(dirname "$0")/lib/common.sh"
+source sweeps/lib/lab5_scale.sh
 case "$LAB5_BACKBONE" in  # the first conv after 0, 1, 2, 3 and 4 poolings, and the last conv
   vgg19) content=conv_1:1,conv_3:1,conv_5:1,conv_9:1,conv_13:1,conv_16:1 ;;
   vgg16) content=conv_1:1,conv_3:1,conv_5:1,conv_8:1,conv_11:1,conv_13:1 ;;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Report, Lab 5 §4: average against max pooling, from the content and from white noise.
-source "$(dirname "$0")/common.sh"
-source "$(dirname "$0")/lab5_scale.sh"
+source "$(dirname "$0")/lib/common.sh"
+source sweeps/lib/lab5_scale.sh
 sweep lab5_pool lab5_style \
   --title "Lab 5: average and max pooling" \
   --grid pool=avg,max init=content,noise "${LAB5_FIGURES[@]}" \

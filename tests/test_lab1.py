@@ -56,8 +56,8 @@ def test_every_layer_is_its_own_trained_layer(depth):
     before = [p.detach().clone() for p in params]
     optimizer = train.make_optimizer("sgd", model.parameters(), 0.1)
     x = torch.linspace(0, 6, 50).unsqueeze(1)
-    train.train_epoch(model, optimizer, x, torch.sin(x), batch_size=0)
-    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # every layer trained
+    train.train_one_epoch(model, optimizer, x, torch.sin(x), batch_size=0)
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))  # every layer trained
 
 
 def test_tiny_run_beats_predicting_the_training_mean(tmp_path):
@@ -93,8 +93,8 @@ def test_test_mse_is_that_of_the_best_validation_weights(tmp_path):
     model = train.FunctionNet(16, 1)
     model.load_state_dict(torch.load(tmp_path / "run/best.pt"))
     data = train.make_data("sin", 200, (5, 2, 3), seed=0)
-    assert train.mse(model, *data["val"]) == pytest.approx(summary["best_val_mse"])
-    assert train.mse(model, *data["test"]) == pytest.approx(summary["test_mse"])
+    assert train.evaluate(model, *data["val"])["mse"] == pytest.approx(summary["best_val_mse"])
+    assert train.evaluate(model, *data["test"])["mse"] == pytest.approx(summary["test_mse"])
 
 
 def test_patience_stops_by_the_reports_rule(tmp_path):
@@ -162,3 +162,18 @@ def test_script_runs_as_written_and_bad_input_has_no_traceback(tmp_path):
     bad = subprocess.run([sys.executable, "lab1_fnn/train.py", "--width", "0"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_fit_figure_draws_the_test_points_as_markers(tmp_path, monkeypatch):
+    from common import plots
+    drawn = {}
+    save = plots._save
+
+    def capture(fig, path):
+        drawn[path.name] = {line.get_label(): (line.get_linestyle(), line.get_marker()) for line in fig.axes[0].lines}
+        return save(fig, path)
+    monkeypatch.setattr(plots, "_save", capture)
+    run(tmp_path, "--epochs", "5")
+    lines = drawn["fit.png"]
+    assert lines["test points"] == ("None", ".")  # unsorted x: a line through them would be a thicket
+    assert lines["truth"][0] == "-" and lines["best-validation model"][0] == "-"

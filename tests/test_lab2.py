@@ -124,8 +124,7 @@ def test_tiny_imagenet_layout(tiny_imagenet_root):
 
 def test_split_and_balanced_limits(fashion_root):
     images = datasets.load_fashion_mnist(fashion_root)
-    args = train.parse_args(["--limit-train", "200", "--limit-test", "50", "--val-fraction", "0.2"])
-    train_idx, val_idx, test_idx = train.split(images, args)
+    train_idx, val_idx, test_idx = datasets.split(images, val_fraction=0.2, seed=0, limit_train=200, limit_test=50)
     assert (len(train_idx), len(val_idx), len(test_idx)) == (160, 40, 50)
     assert not set(train_idx.tolist()) & set(val_idx.tolist())
     counts = torch.bincount(images.train_y[torch.cat([train_idx, val_idx])], minlength=10)
@@ -136,7 +135,7 @@ def test_split_and_balanced_limits(fashion_root):
 def test_augment_crops_and_flips_each_image():
     torch.manual_seed(0)
     x = torch.arange(2 * 16 * 16, dtype=torch.float32).reshape(2, 1, 16, 16) + 1
-    out = train.augment(x.repeat(16, 1, 1, 1))
+    out = datasets.augment(x.repeat(16, 1, 1, 1))
     assert out.shape == (32, 1, 16, 16)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i, image in enumerate(out):
@@ -146,37 +145,67 @@ def test_augment_crops_and_flips_each_image():
     assert len({tuple(o.flatten()[:40].tolist()) for o in out[::2]}) > 4  # not one crop for all
 
 
-def test_tiny_run_learns_above_chance(fashion_root, tmp_path):
+def scores_of_saved_weights(run_dir, images, model):
+    """top-1 and top-5 on the whole test set of the weights in best.pt, computed here from scratch."""
+    config = json.loads((run_dir / "config.json").read_text())
+    train_idx, _, _ = datasets.split(images, config["val_fraction"], config["seed"], config["limit_train"])
+    x = images.train_x[train_idx].double() / 255
+    mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3), unbiased=False)
+    model.load_state_dict(torch.load(run_dir / "best.pt"))
+    with torch.no_grad():
+        logits = model.eval()(((images.test_x.double() / 255 - mean[:, None, None]) / std[:, None, None]).float())
+    best5 = logits.topk(5, dim=1).indices
+    return ((best5[:, 0] == images.test_y).double().mean().item(),
+            (best5 == images.test_y[:, None]).any(1).double().mean().item())
+
+
+def test_tiny_run_learns_above_chance_and_tests_the_best_validation_weights(fashion_root, tmp_path):
     summary = train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "6",
-                          "--lr", "0.05", "--lrd", "0.9", "--batch-size", "32", "--wait", "6", "--quiet",
+                          "--lr", "0.05", "--lrd", "0.9", "--batch-size", "32", "--patience", "6", "--quiet",
                           "--out", str(tmp_path / "run")])
     assert summary["status"] == "ok" and summary["test_top1"] > 0.6  # chance: 0.1
-    assert summary["test_top5"] >= summary["test_top1"]
+    images = datasets.load_fashion_mnist(fashion_root)
+    model = ResidualCNN(1, 10, 28, (6, 8, 8, 8, 8, 8))
+    top1, top5 = scores_of_saved_weights(tmp_path / "run", images, model)
+    assert summary["test_top1"] == pytest.approx(top1, abs=1e-9) and summary["test_top5"] == pytest.approx(top5)
+    assert summary["test_top5"] > summary["test_top1"]  # 10 classes: top-5 is a real test here
     history = (tmp_path / "run/history.csv").read_text().splitlines()
     assert history[0] == "epoch,train_loss,train_acc,val_loss,val_acc,lr"
     lrs = [float(line.split(",")[-1]) for line in history[1:]]
     assert lrs[1] == pytest.approx(0.05 * 0.9)
+    val_losses = [float(line.split(",")[3]) for line in history[1:]]
+    assert summary["best_val_loss"] == pytest.approx(val_losses[summary["best_epoch"] - 1])
     for name in ("loss_curves.png", "accuracy_curves.png", "confusion_matrix.png", "best.pt", "summary.json"):
         assert (tmp_path / "run" / name).exists()
     assert json.loads((tmp_path / "run/config.json").read_text())["widths"] == [6, 8, 8, 8, 8, 8]
 
 
 def test_tiny_imagenet_run_with_every_option(tiny_imagenet_root, tmp_path):
-    summary = train.main(["--dataset", "tiny-imagenet", "--data-root", str(tiny_imagenet_root), "--widths", "4,4,4,4,4,4",
+    summary = train.main(["--dataset", "tiny-imagenet", "--data-root", str(tiny_imagenet_root),
+                          "--widths", "4,4,4,4,4,4",
                           "--convs-per-group", "2", "--norm", "none", "--dropout", "0.1", "--no-residual",
-                          "--optimizer", "adam", "--lr", "0.01", "--augment", "--epochs", "2", "--wait", "0",
+                          "--optimizer", "adam", "--lr", "0.01", "--augment", "--epochs", "2", "--patience", "0",
                           "--val-fraction", "0.2", "--quiet", "--out", str(tmp_path / "run")])
     assert summary["status"] in ("ok", "early_stopped") and summary["train_examples"] == 14
-    assert 0 <= summary["test_top1"] <= summary["test_top5"] == 1.0  # 3 classes: top-5 always hits
+    model = ResidualCNN(3, 3, 64, (4,) * 6, convs_per_group=2, norm=False, dropout=0.1, residual=False)
+    state = torch.load(tmp_path / "run/best.pt")
+    assert set(state) == set(model.state_dict())  # the flags built this net: 2 convs a group, no norm
+    model.load_state_dict(state)
+    images = datasets.load_tiny_imagenet(tiny_imagenet_root, workers=1)
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    train_idx, _, _ = datasets.split(images, config["val_fraction"], config["seed"])
+    x = images.train_x[train_idx].double() / 255
+    mean, std = x.mean((0, 2, 3))[:, None, None], x.std((0, 2, 3), unbiased=False)[:, None, None]
+    with torch.no_grad():
+        predicted = model.eval()(((images.test_x.double() / 255 - mean) / std).float()).argmax(1)
+    assert summary["test_top1"] == pytest.approx((predicted == images.test_y).double().mean().item())
 
 
-def test_wait_rule_stops_early(fashion_root, tmp_path):
+def test_patience_rule_stops_early_and_wait_is_its_alias(fashion_root, tmp_path):
     summary = train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "30",
-                          "--lr", "0.5", "--lrd", "1", "--optimizer", "adam", "--wait", "1", "--quiet",
-                          "--out", str(tmp_path / "run")])
-    assert summary["status"] in ("early_stopped", "diverged") and summary["epochs_run"] < 30
-    if summary["status"] == "early_stopped":
-        assert summary["epochs_run"] == summary["best_epoch"] + 2
+                          "--lr", "0.2", "--lrd", "1", "--patience", "1", "--quiet", "--out", str(tmp_path / "run")])
+    assert summary["status"] == "early_stopped" and summary["epochs_run"] == summary["best_epoch"] + 2 < 30
+    assert train.parse_args(["--wait", "4"]).patience == 4 == train.parse_args(["--patience", "4"]).patience
 
 
 def test_balanced_subset_counts_and_seed():
@@ -197,6 +226,8 @@ def test_balanced_subset_counts_and_seed():
     (["--widths", "64,0"], "--widths: must be positive integers"),
     (["--dropout", "1"], "--dropout: must be a number in [0, 1)"),
     (["--val-fraction", "0"], "--val-fraction must be above 0"),
+    (["--weight-decay", "-1"], "--weight-decay: must be a number >= 0, got '-1'"),
+    (["--weight-decay", "nan"], "--weight-decay: must be a number >= 0, got 'nan'"),
 ])
 def test_bad_flags_exit_2(tmp_path, run_cli, flags, message):
     code, err = run_cli(train.main, [*flags, "--out", str(tmp_path / "bad")])
@@ -216,9 +247,22 @@ def test_missing_data_has_a_clear_message(tmp_path, run_cli, monkeypatch):
     assert not (tmp_path / "bad").exists()
 
 
-def test_weight_decay_and_workers_flags_take_effect(fashion_root, tmp_path):
-    common = ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "1", "--quiet", "--workers", "1"]
+def test_weight_decay_flag_takes_effect(fashion_root, tmp_path):
+    common = ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "1", "--quiet"]
     plain = train.main([*common, "--out", str(tmp_path / "a")])
     decayed = train.main([*common, "--weight-decay", "0.5", "--out", str(tmp_path / "b")])
     assert plain["best_val_loss"] != decayed["best_val_loss"]
     assert json.loads((tmp_path / "b/config.json").read_text())["weight_decay"] == 0.5
+
+
+def test_workers_flag_sets_the_jpeg_decoding_threads(tiny_imagenet_root, tmp_path, monkeypatch):
+    pools = []
+
+    class RecordingPool(datasets.ThreadPoolExecutor):
+        def __init__(self, max_workers):
+            pools.append(max_workers)
+            super().__init__(max_workers)
+    monkeypatch.setattr(datasets, "ThreadPoolExecutor", RecordingPool)
+    train.main(["--dataset", "tiny-imagenet", "--data-root", str(tiny_imagenet_root), "--widths", "4,4,4,4,4,4",
+                "--epochs", "1", "--workers", "3", "--quiet", "--out", str(tmp_path / "run")])
+    assert pools == [3, 3]  # the training and the test images

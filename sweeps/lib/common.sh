@@ -3,7 +3,7 @@
 #   JOBS=N worker processes (default: number of cores) · SWEEPS_OUT=DIR (default runs/sweeps)
 #   PYTHON=... (default: python on PATH; `make` puts .venv/bin first)
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 SCALE=${SCALE:-smoke}
 case "$SCALE" in
   smoke|full) ;;

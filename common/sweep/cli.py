@@ -1,0 +1,142 @@
+"""Run a lab over a grid of flags, resumably, and draw the report's figure of the results.
+
+    python -m common.sweep lab1_fnn --out runs/sweeps/lab1_demo \\
+        --grid activation=relu,sigmoid depth=1..15 width=5:75:5 \\
+        --heatmap depth,width --metric best_val_mse --log-color --table best_epoch \\
+        -- --epochs 500 --lr 0.01
+
+Grid values: `a,b,c` (a list), `1..15` (integers, both ends included), `5:75:5` (start:stop:step,
+both ends included); items of a list may be ranges (`1..3,10`). Values that hold commas themselves
+are separated by `|` instead and taken as they are (`style_layers='conv_1:1,conv_2:1|conv_3:1'`:
+two values). A key `k` becomes the flag `--k`
+(underscores as hyphens); the values true/false of a switch become `--k` / `--no-k`. Repeating
+--grid runs the union of several grids. Everything after `--` goes to every point unchanged.
+
+Each point runs in its own folder under --out, by calling the lab's `main(argv)` in this process
+or in a pool of --jobs worker processes (each imports torch once). A point whose folder already
+holds a summary.json is not run again (resume). A point that fails or diverges is recorded with
+its status and the sweep goes on. Outputs: results.csv (one row per point), summary.md (mean ±
+std over seeds); with --heatmap one annotated heatmap and Markdown matrices per value of the
+other axes, else a spread plot of --metric; with --lines the metric against a key; with --curves
+overlays of history.csv columns.
+"""
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from common.cli import ArgumentParser, UsageError, positive_int, run
+from common.sweep.grid import expand_points, parse_grid, point_argv, point_name
+from common.sweep.runner import check_settings, run_points
+from common.sweep.tables import draw_curves, draw_heatmaps, draw_images, draw_lines, draw_spread, summarize
+
+LABS_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds lab*/train.py
+
+
+def parse_args(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    fixed = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = ArgumentParser(prog="python -m common.sweep", description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("lab", help="lab package, e.g. lab1_fnn")
+    parser.add_argument("--grid", nargs="+", action="append", required=True, metavar="KEY=VALUES",
+                        help="one grid; repeat for a union of grids")
+    parser.add_argument("--seeds", type=positive_int, help="add the axis seed=0..N-1")
+    parser.add_argument("--out", type=Path, help="sweep folder (default runs/sweeps/<lab>)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (1: run in this process)")
+    parser.add_argument("--heatmap", metavar="X,Y", help="two grid keys: x axis, y axis")
+    parser.add_argument("--metric", default=None, help="summary key for the heatmap and summary table")
+    parser.add_argument("--table", nargs="+", default=[], metavar="KEY",
+                        help="more summary keys for the summary table (and matrices with --heatmap)")
+    parser.add_argument("--log-color", action="store_true", help="logarithmic colour (heatmap) or y scale (spread)")
+    parser.add_argument("--curves", nargs="+", default=[], metavar="COLUMN",
+                        help="history.csv columns to overlay across points, one figure each")
+    parser.add_argument("--curves-by", metavar="KEY", help="one overlay figure per value of this grid key")
+    parser.add_argument("--lines", metavar="KEY", help="plot --metric against this numeric grid key, "
+                        "one line per value of the other keys")
+    parser.add_argument("--images", metavar="FILE", help="an image file of every run (e.g. result.png) to show "
+                        "side by side in one grid")
+    parser.add_argument("--title", help="title of the sweep in the report")
+    args = parser.parse_args(argv)
+    args.fixed = fixed
+    args.grids = [parse_grid(specs) for specs in args.grid]
+    if args.seeds:
+        args.grids = [{**g, "seed": [str(s) for s in range(args.seeds)]} for g in args.grids]
+    if args.heatmap:
+        if not args.metric or len(args.heatmap.split(",")) != 2:
+            raise UsageError("--heatmap takes two grid keys X,Y and needs --metric")
+        args.heatmap = [a.replace("-", "_") for a in args.heatmap.split(",")]
+    if args.lines and not args.metric:
+        raise UsageError("--lines needs --metric")
+    if not (LABS_ROOT / args.lab / "train.py").exists():
+        labs = sorted(p.parent.name for p in LABS_ROOT.glob("lab*/train.py"))
+        raise UsageError(f"unknown lab {args.lab!r}; labs: {', '.join(labs)}")
+    args.out = args.out or Path("runs/sweeps") / args.lab
+    return args
+
+
+def main(argv=None) -> pd.DataFrame:
+    args = parse_args(argv)
+    lab = importlib.import_module(f"{args.lab}.train")
+    points = expand_points(args.grids)
+    axes = list(dict.fromkeys(k for p in points for k in p))
+    missing = [a for a in (args.heatmap or []) + [args.curves_by, args.lines] if a and a not in axes]
+    if missing:
+        raise UsageError(f"axis {missing[0]!r} is not a grid key; grid keys: {', '.join(axes)}")
+    runs = [(p, args.fixed + point_argv(p) + ["--out", str(args.out / point_name(p)), "--quiet"]) for p in points]
+    for point, argv in runs:  # every point's flags are checked before anything runs
+        try:
+            lab.parse_args(argv)
+        except UsageError as error:
+            raise UsageError(f"point {point_name(point)}: {error}") from None
+    check_settings(args.out, {"lab": args.lab, "title": args.title, "fixed": args.fixed, "grids": args.grids,
+                              "heatmap": args.heatmap, "metric": args.metric, "table": args.table})
+
+    summaries = {}
+    todo = []
+    for point, argv in runs:
+        done = args.out / point_name(point) / "summary.json"
+        if done.exists():
+            summaries[point_name(point)] = json.loads(done.read_text())
+        else:
+            todo.append((point, argv))
+    print(f"sweep {args.lab}: {len(points)} points, {len(points) - len(todo)} already done, "
+          f"{len(todo)} to run with {args.jobs} job(s) -> {args.out}", flush=True)
+
+    def report(point, summary, seconds):
+        summaries[point_name(point)] = summary
+        shown = f" {args.metric}={summary.get(args.metric)}" if args.metric else ""
+        error = f" ({summary['error']})" if "error" in summary else ""
+        print(f"[{len(summaries):>{len(str(len(points)))}}/{len(points)}] {point_name(point)}: "
+              f"{summary['status']}{shown}{error} {seconds:.1f}s", flush=True)
+
+    run_points(args.lab, todo, args.jobs, report)
+
+    rows = [{**p, **{k: v for k, v in summaries[point_name(p)].items() if k != "out"},
+             "dir": point_name(p)} for p in points]
+    results = pd.DataFrame(rows)
+    results.to_csv(args.out / "results.csv", index=False)
+    metrics = [m for m in [args.metric] + args.table if m]
+    (args.out / "summary.md").write_text(summarize(results, axes, metrics))
+    written = [args.out / "results.csv", args.out / "summary.md"]
+    if args.heatmap:
+        written += draw_heatmaps(results, args.out, axes, *args.heatmap, args.metric, args.table, args.log_color)
+    elif args.metric:
+        written.append(draw_spread(results, args.out, axes, args.metric, args.log_color))
+    if args.lines:
+        written.append(draw_lines(results, args.out, axes, args.lines, args.metric, args.log_color))
+    if args.curves:
+        written += draw_curves(results, args.out, axes, args.curves, args.curves_by, args.log_color)
+    if args.images:
+        written.append(draw_images(results, args.out, axes, args.images, args.metric))
+    counts = results["status"].value_counts().to_dict()
+    print(f"done: {counts}; wrote {', '.join(p.name for p in written)} in {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    run(main)
