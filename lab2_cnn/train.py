@@ -17,6 +17,7 @@ from tqdm import tqdm
 from common import cli
 from common.device import autocast, seed_everything, select_device
 from common.early_stopping import EarlyStopping
+from common.metrics import Tally
 from common.plots import plot_confusion, plot_train_val
 from common.runs import Run
 from lab2_cnn import data as datasets
@@ -69,8 +70,7 @@ def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augment
                     progress) -> dict:
     """One shuffled pass over the training images: mean loss and top-1 accuracy."""
     model.train()
-    device = next(model.parameters()).device
-    total_loss, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
+    tally = Tally()
     for x, y in batches(indices, batch_size, shuffle=True, augmented=augmented):
         with precision:
             logits = model(x)
@@ -78,10 +78,9 @@ def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augment
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.detach().float() * len(y)  # stays on the device: no sync per batch
-        correct += (logits.argmax(1) == y).sum()
+        tally.add(loss, logits, y)
         progress.update(len(y))
-    return {"loss": total_loss.item() / len(indices), "acc": correct.item() / len(indices)}
+    return tally.mean()
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from common import cli
 from common.device import autocast, seed_everything, select_device
 from common.early_stopping import EarlyStopping
+from common.metrics import Tally
 from common.plots import plot_train_val
 from common.runs import Run
 from lab3_text import data
@@ -91,41 +92,40 @@ def build_model(args, vocabulary):
                                args.dropout, args.bidirectional, pretrained), notes
 
 
-def train_one_epoch(model, optimizer, scheduler, split, batch_size: int, pad_id: int, clip: float, precision,
-                    progress) -> dict:
-    """One shuffled pass over (sequences, labels): mean loss and accuracy. The scheduler (bert's) steps
-    every batch."""
+def classify(model, ids, lengths, labels, precision):
+    """Float32 logits of a batch (computed under the precision context) and their cross-entropy."""
+    with precision:
+        logits = model(ids, lengths).float()
+    return logits, F.cross_entropy(logits, labels)
+
+
+def train_one_epoch(model, optimizer, scheduler, batches, clip: float, precision, progress) -> dict:
+    """One pass over (ids, lengths, labels) batches: mean loss and accuracy. The scheduler (bert's)
+    steps every batch."""
     model.train()
-    device = next(model.parameters()).device
-    total_loss, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
-    for ids, lengths, y in data.batches(*split, batch_size, pad_id, device, shuffle=True):
-        with precision:
-            logits = model(ids, lengths).float()
-        loss = F.cross_entropy(logits, y)
+    tally = Tally()
+    for ids, lengths, y in batches:
+        logits, loss = classify(model, ids, lengths, y, precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         if scheduler:
             scheduler.step()
-        total_loss += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
+        tally.add(loss, logits, y)
         progress.update(len(y))
-    return {"loss": total_loss.item() / len(split[0]), "acc": correct.item() / len(split[0])}
+    return tally.mean()
 
 
 @torch.no_grad()
-def evaluate(model, split, batch_size: int, pad_id: int, precision) -> dict:
-    """Mean loss and accuracy over (sequences, labels)."""
+def evaluate(model, batches, precision) -> dict:
+    """Mean loss and accuracy over (ids, lengths, labels) batches."""
     model.eval()
-    device = next(model.parameters()).device
-    total_loss, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
-    for ids, lengths, y in data.batches(*split, batch_size, pad_id, device, shuffle=False):
-        with precision:
-            logits = model(ids, lengths).float()
-        total_loss += F.cross_entropy(logits, y) * len(y)
-        correct += (logits.argmax(1) == y).sum()
-    return {"loss": total_loss.item() / len(split[0]), "acc": correct.item() / len(split[0])}
+    tally = Tally()
+    for ids, lengths, y in batches:
+        logits, loss = classify(model, ids, lengths, y, precision)
+        tally.add(loss, logits, y)
+    return tally.mean()
 
 
 def main(argv=None) -> dict:
@@ -144,6 +144,9 @@ def main(argv=None) -> dict:
         raise cli.UsageError(f"--bert-model {args.bert_model}: {str(error).splitlines()[0]}") from None
     model = model.to(device)
     precision = autocast(device)
+
+    def batches(split, shuffle=False):
+        return data.batches(*split, args.batch_size, pad_id, device, shuffle)
     if args.model == "bert":
         from transformers import get_linear_schedule_with_warmup
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -157,11 +160,11 @@ def main(argv=None) -> dict:
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()
         with tqdm(total=len(train[0]), desc=f"epoch {epoch}", unit="text", disable=args.quiet, leave=False) as bar:
-            fit = train_one_epoch(model, optimizer, scheduler, train, args.batch_size, pad_id, args.clip, precision,
+            fit = train_one_epoch(model, optimizer, scheduler, batches(train, shuffle=True), args.clip, precision,
                                   bar)
         seconds = time.perf_counter() - started
         lr = optimizer.param_groups[0]["lr"]  # at the end of the epoch (bert's schedule changes it every step)
-        val_result = evaluate(model, val, args.batch_size, pad_id, precision)
+        val_result = evaluate(model, batches(val), precision)
         run.log(epoch=epoch, show=True, train_loss=fit["loss"], train_acc=fit["acc"], val_loss=val_result["loss"],
                 val_acc=val_result["acc"], lr=lr, seconds=seconds)
         status = stopper.update(model, epoch, val_result["acc"], losses=(fit["loss"], val_result["loss"]),
@@ -174,7 +177,7 @@ def main(argv=None) -> dict:
     plot_train_val(run.path("loss_curves.png"), history, "loss", "cross-entropy", title=title)
     plot_train_val(run.path("accuracy_curves.png"), history, "acc", "accuracy", title=title)
     have_best = stopper.restore_best(model, run.path("best.pt"))
-    test_acc = evaluate(model, test, args.batch_size, pad_id, precision)["acc"] if have_best else None
+    test_acc = evaluate(model, batches(test), precision)["acc"] if have_best else None
     best = stopper.best_epoch
     return run.finish(status, best_val_acc=stopper.best if have_best else None,
                       best_val_loss=history["val_loss"][best - 1] if have_best else None, best_epoch=best,

@@ -91,7 +91,8 @@ def test_aclimdb_loader_and_run(tmp_path):
                for text, label in zip(*texts.test, strict=True))
     summary = train.main(["--dataset", "imdb", "--data-root", str(root), "--model", "lstm", "--epochs", "15",
                           "--min-freq", "1", "--embed-dim", "16", "--hidden-size", "16", "--batch-size", "4",
-                          "--dropout", "0", "--lr", "0.01", "--patience", "15", "--quiet", "--out", str(tmp_path / "run")])
+                          "--dropout", "0", "--lr", "0.01", "--patience", "15", "--quiet",
+                          "--out", str(tmp_path / "run")])
     assert summary["test_acc"] > 0.8 and summary["train_examples"] == 36
 
 

@@ -1,5 +1,4 @@
 import argparse
-import json
 import subprocess
 from pathlib import Path
 

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from common import report
+from common.errors import UsageError
 from common.sweep import cli as sweep
 from common.sweep import grid
 from common.sweep.tables import draw_heatmaps
-from common.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--", "--n-points", "60", "--epochs", "15", "--width", "8"]

@@ -1,0 +1,18 @@
+"""Running totals of a classification epoch, shared by the labs that count correct predictions."""
+
+
+class Tally:
+    """Sums of loss x batch size and of correct top-1 predictions over an epoch. The sums stay tensors on
+    the model's device (no host sync per batch) until mean()."""
+
+    def __init__(self):
+        self.loss, self.correct, self.count = 0, 0, 0
+
+    def add(self, loss, logits, labels) -> None:
+        self.loss = self.loss + loss.detach().float() * len(labels)
+        self.correct = self.correct + (logits.argmax(1) == labels).sum()
+        self.count += len(labels)
+
+    def mean(self) -> dict:
+        """{"loss": mean loss, "acc": share of correct predictions}."""
+        return {"loss": float(self.loss) / self.count, "acc": int(self.correct) / self.count}
