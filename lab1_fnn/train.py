@@ -176,14 +176,14 @@ def main(argv=None) -> dict:
     postfix_every = max(1, args.epochs // 200)
     progress = tqdm(range(1, args.epochs + 1), desc="lab1", disable=args.quiet, leave=False)
     for epoch in progress:
-        train = train_one_epoch(model, optimizer, x_train, y_train, args.batch_size)
-        val = evaluate(model, x_val, y_val)
-        run.log(epoch=epoch, train_mse=train["mse"], val_mse=val["mse"])
-        status = stopper.update(model, epoch, val["mse"], losses=(train["mse"],))
+        train_metrics = train_one_epoch(model, optimizer, x_train, y_train, args.batch_size)
+        val_metrics = evaluate(model, x_val, y_val)
+        run.log(epoch=epoch, train_mse=train_metrics["mse"], val_mse=val_metrics["mse"])
+        status = stopper.update(model, epoch, val_metrics["mse"], losses=(train_metrics["mse"],))
         if status != "ok":
             break
         if epoch % postfix_every == 0:
-            progress.set_postfix(train=f"{train['mse']:.2e}", val=f"{val['mse']:.2e}", refresh=False)
+            progress.set_postfix(train=f"{train_metrics['mse']:.2e}", val=f"{val_metrics['mse']:.2e}", refresh=False)
     progress.close()
 
     final_train_mse = evaluate(model, x_train, y_train)["mse"]

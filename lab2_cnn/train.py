@@ -129,13 +129,13 @@ def main(argv=None) -> dict:
     for epoch in range(1, args.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         with tqdm(total=len(train_idx), desc=f"epoch {epoch}", unit="img", disable=args.quiet, leave=False) as bar:
-            train = train_one_epoch(model, optimizer, train_batches, train_idx, args.batch_size, args.augment,
-                                    precision, bar)
-        val = evaluate(model, train_batches, val_idx, args.batch_size, precision)
+            train_metrics = train_one_epoch(model, optimizer, train_batches, train_idx, args.batch_size,
+                                            args.augment, precision, bar)
+        val_metrics = evaluate(model, train_batches, val_idx, args.batch_size, precision)
         scheduler.step()
-        run.log(epoch=epoch, show=True, train_loss=train["loss"], train_acc=train["acc"], val_loss=val["loss"],
-                val_acc=val["top1"], lr=lr)
-        status = stopper.update(model, epoch, val["loss"], losses=(train["loss"],))
+        run.log(epoch=epoch, show=True, train_loss=train_metrics["loss"], train_acc=train_metrics["acc"],
+                val_loss=val_metrics["loss"], val_acc=val_metrics["top1"], lr=lr)
+        status = stopper.update(model, epoch, val_metrics["loss"], losses=(train_metrics["loss"],))
         if status != "ok":
             break
 
@@ -145,11 +145,12 @@ def main(argv=None) -> dict:
                    title=f"{args.dataset}: accuracy")
     summary = {"best_val_loss": None, "best_epoch": None, "test_top1": None, "test_top5": None}
     if stopper.restore_best(model, run.path("best.pt")):
-        test = evaluate(model, test_batches, test_idx, args.batch_size, precision)
-        plot_confusion(run.path("confusion_matrix.png"), test["confusion"].numpy(), images.classes,
-                       title=f"{args.dataset} test set, best-validation model (top-1 {test['top1']:.3f})")
-        summary = {"best_val_loss": stopper.best, "best_epoch": stopper.best_epoch, "test_top1": test["top1"],
-                   "test_top5": test["top5"], "best_val_acc": history["val_acc"][stopper.best_epoch - 1]}
+        test_metrics = evaluate(model, test_batches, test_idx, args.batch_size, precision)
+        plot_confusion(run.path("confusion_matrix.png"), test_metrics["confusion"].numpy(), images.classes,
+                       title=f"{args.dataset} test set, best-validation model (top-1 {test_metrics['top1']:.3f})")
+        summary = {"best_val_loss": stopper.best, "best_epoch": stopper.best_epoch,
+                   "test_top1": test_metrics["top1"], "test_top5": test_metrics["top5"],
+                   "best_val_acc": history["val_acc"][stopper.best_epoch - 1]}
     return run.finish(status, **summary, epochs_run=len(history["epoch"]), train_examples=len(train_idx))
 
 

@@ -160,15 +160,15 @@ def main(argv=None) -> dict:
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()
         with tqdm(total=len(train[0]), desc=f"epoch {epoch}", unit="text", disable=args.quiet, leave=False) as bar:
-            fit = train_one_epoch(model, optimizer, scheduler, batches(train, shuffle=True), args.clip, precision,
-                                  bar)
+            train_metrics = train_one_epoch(model, optimizer, scheduler, batches(train, shuffle=True), args.clip,
+                                            precision, bar)
         seconds = time.perf_counter() - started
         lr = optimizer.param_groups[0]["lr"]  # at the end of the epoch (bert's schedule changes it every step)
-        val_result = evaluate(model, batches(val), precision)
-        run.log(epoch=epoch, show=True, train_loss=fit["loss"], train_acc=fit["acc"], val_loss=val_result["loss"],
-                val_acc=val_result["acc"], lr=lr, seconds=seconds)
-        status = stopper.update(model, epoch, val_result["acc"], losses=(fit["loss"], val_result["loss"]),
-                                tiebreak=val_result["loss"])
+        val_metrics = evaluate(model, batches(val), precision)
+        run.log(epoch=epoch, show=True, train_loss=train_metrics["loss"], train_acc=train_metrics["acc"],
+                val_loss=val_metrics["loss"], val_acc=val_metrics["acc"], lr=lr, seconds=seconds)
+        status = stopper.update(model, epoch, val_metrics["acc"], losses=(train_metrics["loss"], val_metrics["loss"]),
+                                tiebreak=val_metrics["loss"])
         if status != "ok":
             break
 

@@ -161,12 +161,12 @@ def main(argv=None) -> dict:
 
     stopper = EarlyStopping(args.patience, mode="max")
     for epoch in tqdm(range(1, args.epochs + 1), desc="lab4", disable=args.quiet, leave=False):
-        fit = train_one_epoch(model, optimizer, train, args)
-        val_result = evaluate(model, val, args)
-        run.log(epoch=epoch, train_loss=fit["loss"], train_score=fit["score"], val_loss=val_result["loss"],
-                val_score=val_result["score"])
-        status = stopper.update(model, epoch, val_result["score"], losses=(fit["loss"], val_result["loss"]),
-                                tiebreak=val_result["loss"])
+        train_metrics = train_one_epoch(model, optimizer, train, args)
+        val_metrics = evaluate(model, val, args)
+        run.log(epoch=epoch, train_loss=train_metrics["loss"], train_score=train_metrics["score"],
+                val_loss=val_metrics["loss"], val_score=val_metrics["score"])
+        status = stopper.update(model, epoch, val_metrics["score"], losses=(train_metrics["loss"], val_metrics["loss"]),
+                                tiebreak=val_metrics["loss"])
         if status != "ok":
             break
 
@@ -178,12 +178,12 @@ def main(argv=None) -> dict:
     summary = {"metric": metric, "best_val_loss": None, "best_val_score": None, "test_score": None,
                "best_epoch": stopper.best_epoch}
     if stopper.restore_best(model, run.path("best.pt")):
-        test_result = evaluate(model, test, args)
+        test_metrics = evaluate(model, test, args)
         summary.update(best_val_loss=history["val_loss"][stopper.best_epoch - 1], best_val_score=stopper.best,
-                       test_score=test_result["score"])
+                       test_score=test_metrics["score"])
         if args.task == "link":
-            summary.update(test_average_precision=test_result["average_precision"],
-                           test_accuracy=test_result["accuracy"])
+            summary.update(test_average_precision=test_metrics["average_precision"],
+                           test_accuracy=test_metrics["accuracy"])
     return run.finish(status, **summary, epochs_run=len(history["epoch"]))
 
 

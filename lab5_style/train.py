@@ -90,6 +90,8 @@ def parse_args(argv=None):
         raise cli.UsageError("--keep-color keeps the content's colours, --gray-content has none: choose one")
     if not args.content_layers and not args.style_layers:
         raise cli.UsageError("give at least one layer in --content-layers or --style-layers")
+    if args.backbone != "auto":  # auto needs the weights file: main checks the layers once it is resolved
+        check_layers(args.backbone, content_layers=args.content_layers, style_layers=args.style_layers)
     return args
 
 
