@@ -67,6 +67,12 @@ def parse_args(argv=None):
     return args
 
 
+def resolve_inputs(args) -> None:
+    """The files the flags name, looked up before anything is written (by main, and by a sweep for every point)."""
+    if args.model == "bert":
+        args.bert_model = resolve_bert(args.bert_model)
+
+
 def encode(args, splits):
     """Id sequences of (train, val, test), the padding id, and the vocabulary (None for bert)."""
     if args.model == "bert":
@@ -130,8 +136,7 @@ def evaluate(model, batches, precision) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.model == "bert":
-        args.bert_model = resolve_bert(args.bert_model)
+    resolve_inputs(args)
     device = select_device(args.device)
     seed_everything(args.seed)
     texts = data.load_texts(args.dataset, Path(args.data_root), args.seed)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from common.cli import ArgumentParser, UsageError, run
+from common.sweep.tables import FINISHED
 
 COLUMNS = [(d, t) for t in ("node", "link") for d in ("cora", "citeseer", "ppi")]
 SHORT = {"cora": "cora", "citeseer": "cite", "ppi": "ppi", "node": "N", "link": "L"}
@@ -48,7 +49,7 @@ def main(argv=None) -> list[Path]:
     if not path.exists():
         raise UsageError(f"{path} does not exist; run sweeps/lab4_regularizers.sh first")
     results = pd.read_csv(path)
-    results = results[results["status"] != "failed"]
+    results = results[results["status"].isin(FINISHED)]  # as in the heatmaps: no number of a broken run
     written = []
     for activation, group in results.groupby("activation"):
         table = regularizer_table(group)

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+# At import, before any seeding: importing sklearn draws from `random`, which PyG's negative sampling also
+# uses, so a lazy import made a run's numbers depend on whether an earlier run in the process had imported it.
+from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
 from common import cli
@@ -60,6 +64,13 @@ def parse_args(argv=None):
     return args
 
 
+def resolve_inputs(args) -> None:
+    """The files the flags need, looked up before anything is written (by main, and by a sweep for every point)."""
+    if args.split == "public" and not graphs.has_planetoid_files(Path(args.data_root), args.dataset):
+        raise cli.UsageError(f"--split public needs Planetoid's raw files under {args.data_root}/Planetoid/"
+                             f"{graphs.PLANETOID_NAMES[args.dataset]}/raw (the embedded Cora has no public split)")
+
+
 def batches(graphs_: list, args, training: bool):
     """PPI node batches of --graphs-per-batch graphs; link training visits its graphs in a random order."""
     if args.task == "node" and args.dataset == "ppi":
@@ -92,27 +103,32 @@ def loss_of(logits, target, args) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)  # PPI's 121 labels, or edge / non-edge
 
 
-def scores(logits: torch.Tensor, target: torch.Tensor, args) -> dict:
+def for_scores(out: torch.Tensor, args) -> torch.Tensor:
+    """What scores() reads of one batch, on the CPU: edge probabilities (link), else the logits."""
+    out = out.detach()
+    return (out.sigmoid() if args.task == "link" else out).cpu()
+
+
+def scores(outs: torch.Tensor, target: torch.Tensor, args) -> dict:
     """score: accuracy (cora/citeseer nodes), micro-F1 (PPI nodes) or ROC-AUC (links, with average
-    precision and accuracy at probability 0.5)."""
+    precision and accuracy at probability 0.5). outs: for_scores() of every batch, concatenated."""
     if args.task == "link":
-        from sklearn.metrics import average_precision_score, roc_auc_score
-        probability, truth = logits.sigmoid().numpy(), target.numpy()
+        probability, truth = outs.numpy(), target.numpy()
         return {"score": roc_auc_score(truth, probability),
                 "average_precision": average_precision_score(truth, probability),
                 "accuracy": float(((probability > 0.5) == (truth > 0.5)).mean())}
     if args.dataset == "ppi":
-        predicted, truth = logits > 0, target > 0.5
+        predicted, truth = outs > 0, target > 0.5
         tp, fp, fn = ((predicted & truth).sum().item(), (predicted & ~truth).sum().item(),
                       (~predicted & truth).sum().item())
         return {"score": 2 * tp / max(2 * tp + fp + fn, 1)}
-    return {"score": (logits.argmax(1) == target).sum().item() / len(target)}
+    return {"score": (outs.argmax(1) == target).sum().item() / len(target)}
 
 
 def train_one_epoch(model, optimizer, graphs_: list, args) -> dict:
     """One pass over the training graphs: mean loss and score of what they score."""
     model.train()
-    total_loss, logits, targets = 0.0, [], []
+    total_loss, outs, targets = 0.0, [], []
     for graph in batches(graphs_, args, training=True):
         out, target = outputs(model, graph, args, training=True)
         loss = loss_of(out, target, args)
@@ -120,32 +136,30 @@ def train_one_epoch(model, optimizer, graphs_: list, args) -> dict:
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(target)
-        logits.append(out.detach().cpu())
+        outs.append(for_scores(out, args))
         targets.append(target.cpu())
-    logits, targets = torch.cat(logits), torch.cat(targets)
-    return {"loss": total_loss / len(targets), **scores(logits, targets, args)}
+    outs, targets = torch.cat(outs), torch.cat(targets)
+    return {"loss": total_loss / len(targets), **scores(outs, targets, args)}
 
 
 @torch.no_grad()
 def evaluate(model, graphs_: list, args) -> dict:
     """Mean loss and score over the graphs' validation or test nodes / labelled pairs."""
     model.eval()
-    total_loss, logits, targets = 0.0, [], []
+    total_loss, outs, targets = 0.0, [], []
     for graph in batches(graphs_, args, training=False):
         out, target = outputs(model, graph, args, training=False)
         total_loss += loss_of(out, target, args).item() * len(target)
-        logits.append(out.cpu())
+        outs.append(for_scores(out, args))
         targets.append(target.cpu())
-    logits, targets = torch.cat(logits), torch.cat(targets)
-    return {"loss": total_loss / len(targets), **scores(logits, targets, args)}
+    outs, targets = torch.cat(outs), torch.cat(targets)
+    return {"loss": total_loss / len(targets), **scores(outs, targets, args)}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    resolve_inputs(args)
     root = Path(args.data_root)
-    if args.split == "public" and not graphs.has_planetoid_files(root, args.dataset):
-        raise cli.UsageError(f"--split public needs Planetoid's raw files under {root}/Planetoid/"
-                             f"{graphs.PLANETOID_NAMES[args.dataset]}/raw (the embedded Cora has no public split)")
     device = select_device(args.device)
     seed_everything(args.seed)
     if args.task == "node":

@@ -27,7 +27,7 @@ def image_path(spec: str, flag: str) -> Path:
         name = spec.partition(":")[2]
         if not images:
             raise UsageError(f"{flag} {spec}: builtin images come from scikit-image: pip install --no-deps "
-                                 f"scikit-image (make setup)")
+                             f"scikit-image (make setup)")
         if name not in images:
             raise UsageError(f"{flag}: unknown builtin image {name!r}; builtin: {', '.join(images)}")
         return images[name]

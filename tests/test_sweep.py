@@ -202,3 +202,11 @@ def test_images_of_every_point_in_one_grid(tmp_path):
     with pytest.raises(UsageError, match="no point wrote 'nothing.png'"):
         sweep.main(["lab5_style", "--out", str(tmp_path), "--grid", "style_layers=conv_1:1,conv_2:1|conv_3:1",
                     "--images", "nothing.png", "--", "--size", "32", "--steps", "3", "--backbone", "vgg16"])
+
+
+def test_a_point_naming_a_missing_file_stops_the_sweep_before_anything_runs(tmp_path, run_cli):
+    out = tmp_path / "s"
+    code, err = run_cli(sweep.main, ["lab4_gcn", "--out", str(out), "--grid", "split=random,public",
+                                     "--", "--data-root", str(tmp_path / "empty"), "--epochs", "2"])
+    assert code == 2 and len(err) == 1 and "point split=public: --split public needs Planetoid's raw files" in err[0]
+    assert not out.exists()

