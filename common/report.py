@@ -1,16 +1,132 @@
-"""Gather the sweeps' tables and figures into one Markdown report.
+"""Gather the sweeps into one reproduction report: the report's numbers beside ours, and whether its
+conclusions hold.
 
     python -m common.report --sweeps runs/sweeps/smoke --out report
 
-Every folder under --sweeps that holds a sweep.json (written by common.sweep) becomes a section,
-in the order of the labs and then by name: its title, the command's settings, its Markdown
-tables (the heatmap matrices, else summary.md) and its figures, linked relative to the report.
+Every folder under --sweeps that holds a sweep.json (written by common.sweep) becomes a section, in
+the order of the labs and then by name: its title and settings; a table of every number the lab
+report states for that sweep (the lab's report_numbers.csv, rows whose `sweep` is the folder's
+name) beside ours at the same point (mean ± std over seeds, with n), under the setting each came
+from; one line per claim of the report (the lab's report_claims.csv) saying whether it holds in our
+results, by the rule the line states; then the sweep's tables and figures, linked relative to the
+report. A "Deviations" section lists where our code differs from the report's on purpose (the
+lab READMEs' "Deviations from the report").
 """
+import csv
 import json
+import math
 import os
+import re
 from pathlib import Path
 
+import pandas as pd
+
 from common.cli import ArgumentParser, UsageError, run
+
+LABS_ROOT = Path(__file__).resolve().parents[1]
+FINISHED = ("ok", "early_stopped")
+RULES = {"less": "<", "greater": ">", "at_least": "≥", "decreasing": "falls along", "increasing": "rises along",
+         "lowest": "is the lowest of", "highest": "is the highest of"}
+COMPARE = {"less": lambda a, b: a < b, "greater": lambda a, b: a > b, "at_least": lambda a, b: a >= b}
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def same(cell, wanted: str) -> bool:
+    """A results.csv cell equals a selector value: as numbers when both are, else as lower-case text."""
+    try:
+        return math.isclose(float(cell), float(wanted))
+    except (TypeError, ValueError):
+        return str(cell).lower() == wanted.lower()
+
+
+def select(results: pd.DataFrame, point: str) -> pd.DataFrame:
+    """Finished rows matching every key=value of `point`; none when a key is not a column."""
+    rows = results[results["status"].isin(FINISHED)]
+    for item in point.split():
+        key, _, value = item.partition("=")
+        if key not in rows:
+            return rows.iloc[0:0]
+        rows = rows[[same(cell, value) for cell in rows[key]]]
+    return rows
+
+
+def values(rows: pd.DataFrame, metric: str) -> pd.Series:
+    return pd.to_numeric(rows[metric], errors="coerce").dropna() if metric in rows else pd.Series(dtype=float)
+
+
+def mean_std(series: pd.Series) -> str:
+    if series.empty:
+        return "—"
+    if len(series) == 1:
+        return f"{series.iloc[0]:.4g} (n=1)"
+    return f"{series.mean():.4g} ± {series.std(ddof=1):.2g} (n={len(series)})"
+
+
+def comparison(name: str, results: pd.DataFrame, numbers: list[dict], setting: str) -> list[str]:
+    """The report's numbers for this sweep beside ours at the same point."""
+    rows = [r for r in numbers if r["sweep"] == name and r["metric"]]
+    shown = [(r, values(select(results, r["point"]), r["metric"])) for r in rows]
+    shown = [(r, ours) for r, ours in shown if not ours.empty]
+    if not rows:
+        return []
+    lines = [f"**The report against ours.** Our setting: {setting or 'as the sweep command above'}.", "",
+             "| report section | point | number | report (its setting) | ours |", "|---|---|---|---|---|"]
+    for r, ours in shown:
+        report = r["stated"] + ("" if r["legible"] == "yes" else " (illegible)")
+        lines.append(f"| {r['section']} | `{r['point'] or '—'}` | {r['metric']} | {report} ({r['setting']}) | "
+                     f"{mean_std(ours)} |")
+    missing = len(rows) - len(shown)
+    if missing:
+        lines.append(f"\n{missing} more number(s) of the report for this sweep have no finished point of ours "
+                     f"at this scale.")
+    return lines + [""]
+
+
+def group_means(rows: pd.DataFrame, axis: str, metric: str) -> pd.Series:
+    numeric = pd.to_numeric(rows[axis], errors="coerce")
+    key = numeric if numeric.notna().all() else rows[axis].astype(str)
+    return pd.to_numeric(rows[metric], errors="coerce").groupby(key).mean().dropna().sort_index()
+
+
+def verdict(claim: dict, results: pd.DataFrame) -> tuple[bool | None, str]:
+    """(holds, the numbers that decide it); holds is None when the points were not run."""
+    rule, metric = claim["rule"], claim["metric"]
+    if rule in COMPARE:
+        a, b = (values(select(results, claim[k]), metric) for k in ("a", "b"))
+        if a.empty or b.empty:
+            return None, "its points were not run"
+        holds = bool(COMPARE[rule](a.mean(), b.mean()))
+        return holds, f"`{claim['a']}` {mean_std(a)} {RULES[rule]} `{claim['b']}` {mean_std(b)} in {metric}"
+    means = group_means(select(results, claim["a"]), claim["axis"], metric)
+    if len(means) < 2:
+        return None, f"fewer than two values of {claim['axis']} were run"
+    shown = ", ".join(f"{k}: {v:.4g}" for k, v in means.items())
+    if rule in ("decreasing", "increasing"):
+        holds = bool(means.iloc[-1] < means.iloc[0] if rule == "decreasing" else means.iloc[-1] > means.iloc[0])
+    else:
+        target = next((v for k, v in means.items() if same(k, claim["b"])), None)
+        if target is None:
+            return None, f"{claim['axis']}={claim['b']} was not run"
+        holds = bool(target == (means.min() if rule == "lowest" else means.max()))
+    return holds, f"mean {metric} by {claim['axis']} ({claim['a'] or 'all points'}): {shown}"
+
+
+def conclusions(name: str, results: pd.DataFrame, claims: list[dict], scale: str) -> list[str]:
+    lines = []
+    for claim in (c for c in claims if c["sweep"] == name):
+        if claim["scale"] == "full" and scale != "full":
+            lines.append(f"- Report: {claim['claim']} — **not comparable** at {scale} scale ({claim['note']}).")
+            continue
+        holds, numbers = verdict(claim, results)
+        word = "not run" if holds is None else "holds" if holds else "does not hold"
+        lines.append(f"- Report: {claim['claim']} — **ours: {word}** ({numbers}).")
+    return (["**Does the report's conclusion hold?**", ""] + lines + [""]) if lines else []
 
 
 def section(sweep_dir: Path, report_dir: Path) -> str:
@@ -20,6 +136,11 @@ def section(sweep_dir: Path, report_dir: Path) -> str:
     lines = [f"## {title}", "",
              f"`{settings['lab']}` over {grids}; fixed flags: `{' '.join(settings['fixed']) or '(none)'}`. "
              f"Raw results: [results.csv]({os.path.relpath(sweep_dir / 'results.csv', report_dir)}).", ""]
+    if (sweep_dir / "results.csv").exists():
+        results = pd.read_csv(sweep_dir / "results.csv")
+        lab = LABS_ROOT / settings["lab"]
+        lines += comparison(sweep_dir.name, results, read_rows(lab / "report_numbers.csv"), settings.get("setting"))
+        lines += conclusions(sweep_dir.name, results, read_rows(lab / "report_claims.csv"), sweep_dir.parent.name)
     keys = [k for k in [settings.get("metric")] + settings.get("table", []) if k]
 
     def by_key(path):  # the metric's tables first, then those of --table in their order
@@ -33,6 +154,20 @@ def section(sweep_dir: Path, report_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def deviations(report_dir: Path) -> list[str]:
+    """One line per deviation listed in a lab README, linking to it."""
+    lines = ["## Deviations from the report", "",
+             "Where our code differs from the report's on purpose; each lab README says why.", ""]
+    for readme in sorted(LABS_ROOT.glob("lab*/README.md")):
+        text = readme.read_text(encoding="utf-8")
+        part = text.partition("## Deviations from the report")[2].split("\n## ")[0]
+        leads = [re.sub(r"\*\*|`", "", m.group(1)).rstrip(" .:") for m in
+                 re.finditer(r"^- (\*\*.+?\*\*|[^:.]+)", part, flags=re.M)]
+        link = os.path.relpath(readme, report_dir)
+        lines += [f"- [{readme.parent.name}]({link}#deviations-from-the-report): " + "; ".join(leads) + "."]
+    return lines + [""]
+
+
 def main(argv=None) -> Path:
     parser = ArgumentParser(prog="python -m common.report", description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", type=Path, default=Path("runs/sweeps/smoke"), help="folder of sweep folders")
@@ -42,7 +177,8 @@ def main(argv=None) -> Path:
     if not sweeps:
         raise UsageError(f"no sweep results under {args.sweeps}; run the scripts in sweeps/ first")
     args.out.mkdir(parents=True, exist_ok=True)
-    body = [f"# Lab report, regenerated from {args.sweeps}", ""] + [section(s, args.out) for s in sweeps]
+    body = [f"# Lab report, reproduced from {args.sweeps}", ""] + deviations(args.out)
+    body += [section(s, args.out) for s in sweeps]
     path = args.out / "REPORT.md"
     path.write_text("\n".join(body))
     print(f"wrote {path} ({len(sweeps)} sweeps)")

@@ -55,6 +55,9 @@ def parse_args(argv=None):
                         help="d: input layer 1->w, d-1 hidden layers w->w, output layer w->1 (1)")
     parser.add_argument("--width", type=cli.positive_int, default=100, help="w, neurons per layer (100)")
     parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument("--hidden-layers", choices=["trained", "report"], default="trained",
+                        help="trained: every hidden layer its own trained layer; report: the report's code, one "
+                             "random hidden layer shared by every hidden position and never trained (trained)")
     parser.add_argument("--optimizer", choices=["sgd", "adam", "lbfgs"], default="sgd")
     parser.add_argument("--lr", type=cli.positive_float, default=0.01, help="learning rate (0.01)")
     parser.add_argument("--epochs", type=cli.positive_int, default=500, help="maximum epochs (500)")
@@ -93,15 +96,25 @@ def make_data(function: str, n_points: int, ratios, seed: int) -> dict[str, tupl
 class FunctionNet(nn.Module):
     """Depth d, width w: input 1->w, d-1 hidden w->w, output w->1, the activation after all but the output.
 
-    The report built its hidden layers as `[nn.Linear(w, w)] * (depth - 1)`: one layer object
-    repeated, in a plain list, so it was shared by every hidden position and, not being
-    registered, never trained. Here each hidden layer is its own registered layer.
+    hidden_layers "trained": each hidden layer is its own registered, trained layer. "report": the
+    report's `[nn.Linear(w, w)] * (depth - 1)`, one layer object repeated in a plain list, so one
+    weight matrix shared by every hidden position and, not registered, never trained: it keeps its
+    random initialisation. Kept here as buffers (not parameters) so that it moves with .to(device)
+    and is saved in best.pt, yet no optimiser sees it.
     """
 
-    def __init__(self, width: int, depth: int, activation: str = "relu"):
+    def __init__(self, width: int, depth: int, activation: str = "relu", hidden_layers: str = "trained"):
         super().__init__()
         self.input = nn.Linear(1, width)
-        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
+        self.hidden = nn.ModuleList()
+        self.frozen_hidden_uses = 0
+        if hidden_layers == "trained":
+            self.hidden.extend(nn.Linear(width, width) for _ in range(depth - 1))
+        elif depth > 1:
+            shared = nn.Linear(width, width)  # created where the report created it: after the input layer
+            self.register_buffer("frozen_weight", shared.weight.detach().clone())
+            self.register_buffer("frozen_bias", shared.bias.detach().clone())
+            self.frozen_hidden_uses = depth - 1
         self.output = nn.Linear(width, 1)
         self.activation = ACTIVATIONS[activation]()
 
@@ -109,6 +122,8 @@ class FunctionNet(nn.Module):
         x = self.activation(self.input(x))
         for layer in self.hidden:
             x = self.activation(layer(x))
+        for _ in range(self.frozen_hidden_uses):
+            x = self.activation(nn.functional.linear(x, self.frozen_weight, self.frozen_bias))
         return self.output(x)
 
 
@@ -168,7 +183,7 @@ def main(argv=None) -> dict:
     data = make_data(args.function, args.n_points, args.split, args.data_seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
         tuple(t.to(device) for t in data[name]) for name in ("train", "val", "test"))
-    model = FunctionNet(args.width, args.depth, args.activation).to(device)
+    model = FunctionNet(args.width, args.depth, args.activation, args.hidden_layers).to(device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     run = Run("lab1_fnn", args, device)
 

@@ -30,20 +30,28 @@ class ResidualBlock(nn.Module):
 
 
 class ResidualCNN(nn.Module):
-    """Per width w: `convs_per_group` convs (the first one changes the width to w), a residual block,
-    then 2x2 max pooling while the feature map is larger than 1x1; then global average pooling
-    and a linear classifier. 28x28 and 64x64 inputs both work."""
+    """Per width w: `convs_per_group` convs (the first one changes the width to w; one count for every
+    group, or one per group), a residual block, then 2x2 max pooling while the feature map is larger
+    than 1x1; then global average pooling and a linear classifier. 28x28 and 64x64 inputs both work.
+    norm/dropout apply to the convs before the blocks, block_norm/block_dropout (default: the same) to
+    the residual blocks, the two places where the report's framework offered them."""
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int,
-                 widths=(64, 128, 256, 512, 256, 128), convs_per_group: int = 1,
-                 norm: bool = True, dropout: float = 0.0, residual: bool = True):
+                 widths=(64, 128, 256, 512, 256, 128), convs_per_group: int | tuple[int, ...] = 1,
+                 norm: bool = True, dropout: float = 0.0, residual: bool = True,
+                 block_norm: bool | None = None, block_dropout: float | None = None):
         super().__init__()
+        counts = (convs_per_group,) * len(widths) if isinstance(convs_per_group, int) else tuple(convs_per_group)
+        if len(counts) != len(widths):
+            raise ValueError(f"{len(counts)} conv counts for {len(widths)} groups")
+        block_norm = norm if block_norm is None else block_norm
+        block_dropout = dropout if block_dropout is None else block_dropout
         layers, channels, size = [], in_channels, image_size
-        for width in widths:
-            for _ in range(convs_per_group):
+        for width, count in zip(widths, counts, strict=True):
+            for _ in range(count):
                 layers += conv_unit(channels, width, norm, dropout)
                 channels = width
-            layers.append(ResidualBlock(width, norm, dropout, residual))
+            layers.append(ResidualBlock(width, block_norm, block_dropout, residual))
             if size > 1:
                 layers.append(nn.MaxPool2d(2))
                 size //= 2

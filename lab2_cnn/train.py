@@ -34,16 +34,29 @@ def widths_list(text: str) -> tuple[int, ...]:
     return widths
 
 
+def conv_counts(text: str) -> int | tuple[int, ...]:
+    """'2' (every group) or '3,3,3,2,2,1' (one count per group)."""
+    counts = widths_list(text)
+    return counts[0] if len(counts) == 1 and "," not in text else counts
+
+
 def parse_args(argv=None):
     parser = cli.lab_parser("lab2_cnn", __doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["fashion-mnist", "tiny-imagenet", "cifar10", "cifar100"],
                         default="fashion-mnist")
     parser.add_argument("--widths", type=widths_list, default=(64, 128, 256, 512, 256, 128),
                         help="width of each group (64,128,256,512,256,128, the report's)")
-    parser.add_argument("--convs-per-group", type=cli.positive_int, default=1,
-                        help="3x3 convs before each group's residual block (1)")
-    parser.add_argument("--norm", choices=["batch", "none"], default="batch", help="batch norm in every conv (batch)")
-    parser.add_argument("--dropout", type=cli.probability, default=0.0, help="channel dropout after every conv (0)")
+    parser.add_argument("--convs-per-group", type=conv_counts, default=1, metavar="N|N1,...,N6",
+                        help="3x3 convs before each group's residual block: one count for every group, or one "
+                             "per group such as 3,3,3,2,2,1 (1)")
+    parser.add_argument("--norm", choices=["batch", "none"], default="batch",
+                        help="batch norm in every conv: the convs before the blocks and the residual blocks (batch)")
+    parser.add_argument("--dropout", type=cli.probability, default=0.0,
+                        help="channel dropout after every conv, in the convs and the blocks (0)")
+    parser.add_argument("--block-norm", choices=["batch", "none"],
+                        help="batch norm in the residual blocks only, overriding --norm there")
+    parser.add_argument("--block-dropout", type=cli.probability,
+                        help="channel dropout in the residual blocks only, overriding --dropout there")
     parser.add_argument("--no-residual", dest="residual", action="store_false", help="drop the skip connections")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd has momentum 0.9")
     parser.add_argument("--lr", type=cli.positive_float, default=0.05)
@@ -63,6 +76,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.val_fraction == 0:
         raise cli.UsageError("--val-fraction must be above 0: early stopping and best.pt need a validation set")
+    if isinstance(args.convs_per_group, tuple) and len(args.convs_per_group) != len(args.widths):
+        raise cli.UsageError(f"--convs-per-group gives {len(args.convs_per_group)} counts for "
+                             f"{len(args.widths)} groups (--widths); give one count, or one per group")
     return args
 
 
@@ -115,8 +131,10 @@ def main(argv=None) -> dict:
     precision = autocast(device)
 
     channels, size = images.train_x.shape[1], images.train_x.shape[2]
+    block_norm = args.norm if args.block_norm is None else args.block_norm
     model = ResidualCNN(channels, len(images.classes), size, args.widths, args.convs_per_group,
-                        norm=args.norm == "batch", dropout=args.dropout, residual=args.residual).to(device)
+                        norm=args.norm == "batch", dropout=args.dropout, residual=args.residual,
+                        block_norm=block_norm == "batch", block_dropout=args.block_dropout).to(device)
     model = model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on CPU (oneDNN)
     if args.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=0.9, weight_decay=args.weight_decay)

@@ -177,3 +177,26 @@ def test_fit_figure_draws_the_test_points_as_markers(tmp_path, monkeypatch):
     lines = drawn["fit.png"]
     assert lines["test points"] == ("None", ".")  # unsorted x: a line through them would be a thicket
     assert lines["truth"][0] == "-" and lines["best-validation model"][0] == "-"
+
+
+def test_report_hidden_layers_are_one_shared_untrained_matrix(tmp_path):
+    model = train.FunctionNet(6, 4, hidden_layers="report")
+    assert [tuple(p.shape) for p in model.parameters()] == [(6, 1), (6,), (1, 6), (1,)]  # input, output only
+    square = [t for t in list(model.parameters()) + list(model.buffers()) if t.shape == (6, 6)]
+    assert len(square) == 1 and model.frozen_hidden_uses == 3  # one matrix, at the 3 hidden positions
+    x = torch.linspace(0, 6, 40).unsqueeze(1)
+    expected = model.activation(model.input(x))
+    for _ in range(3):
+        expected = model.activation(expected @ model.frozen_weight.T + model.frozen_bias)
+    assert torch.allclose(model(x), model.output(expected))
+
+    summary = run(tmp_path, "--depth", "4", "--width", "6", "--hidden-layers", "report", "--epochs", "30",
+                  "--optimizer", "adam")
+    assert summary["status"] == "ok"
+    torch.manual_seed(0)  # the run's seed: the net it started from
+    start = train.FunctionNet(6, 4, hidden_layers="report")
+    state = torch.load(tmp_path / "run/best.pt")
+    assert torch.equal(state["frozen_weight"], start.frozen_weight)  # never updated
+    assert torch.equal(state["frozen_bias"], start.frozen_bias)
+    assert not torch.equal(state["input.weight"], start.input.weight)  # while the registered layers trained
+    assert train.parse_args([]).hidden_layers == "trained"

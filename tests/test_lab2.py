@@ -11,7 +11,7 @@ from PIL import Image
 from common.data import balanced_subset
 from lab2_cnn import data as datasets
 from lab2_cnn import train
-from lab2_cnn.model import ResidualCNN
+from lab2_cnn.model import ResidualBlock, ResidualCNN
 
 TINY_WIDTHS = "6,8,8,8,8,8"
 
@@ -266,3 +266,34 @@ def test_workers_flag_sets_the_jpeg_decoding_threads(tiny_imagenet_root, tmp_pat
     train.main(["--dataset", "tiny-imagenet", "--data-root", str(tiny_imagenet_root), "--widths", "4,4,4,4,4,4",
                 "--epochs", "1", "--workers", "3", "--quiet", "--out", str(tmp_path / "run")])
     assert pools == [3, 3]  # the training and the test images
+
+
+def test_convs_per_group_takes_one_count_per_group():
+    model = ResidualCNN(1, 10, 28, (4, 6, 8, 8, 6, 4), convs_per_group=(3, 3, 3, 2, 2, 1))
+    groups, count = [], 0
+    for layer in model.features:  # convs before each residual block, group by group
+        if isinstance(layer, torch.nn.Conv2d):
+            count += 1
+        elif isinstance(layer, ResidualBlock):
+            groups.append(count)
+            count = 0
+    assert groups == [3, 3, 3, 2, 2, 1]
+    assert train.parse_args(["--convs-per-group", "3,3,3,2,2,1"]).convs_per_group == (3, 3, 3, 2, 2, 1)
+    assert train.parse_args(["--convs-per-group", "2"]).convs_per_group == 2
+    with pytest.raises(train.cli.UsageError, match="gives 2 counts for 6 groups"):
+        train.parse_args(["--convs-per-group", "2,2"])
+
+
+def test_norm_and_dropout_switch_separately_in_convs_and_blocks(fashion_root, tmp_path):
+    model = ResidualCNN(1, 10, 28, (4,) * 6, norm=True, dropout=0.0, block_norm=False, block_dropout=0.2)
+    blocks = [m for m in model.features if isinstance(m, ResidualBlock)]
+    convs = torch.nn.Sequential(*[m for m in model.features if not isinstance(m, ResidualBlock)])
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for b in blocks for m in b.modules())
+    assert all(any(isinstance(m, torch.nn.Dropout2d) and m.p == 0.2 for m in b.modules()) for b in blocks)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in convs) == 6
+    assert not any(isinstance(m, torch.nn.Dropout2d) for m in convs)
+    train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "1", "--quiet",
+                "--norm", "none", "--block-norm", "batch", "--out", str(tmp_path / "run")])
+    state = torch.load(tmp_path / "run/best.pt")
+    norms = [k for k in state if k.endswith("running_mean")]
+    assert norms and all(".body." in k for k in norms)  # batch norm in the blocks only

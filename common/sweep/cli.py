@@ -61,6 +61,8 @@ def parse_args(argv=None):
     parser.add_argument("--images", metavar="FILE", help="an image file of every run (e.g. result.png) to show "
                         "side by side in one grid")
     parser.add_argument("--title", help="title of the sweep in the report")
+    parser.add_argument("--setting", help="how this sweep's setting differs from the report's, in a few words "
+                        "(shown beside the report's numbers in REPORT.md)")
     args = parser.parse_args(argv)
     args.fixed = fixed
     args.grids = [parse_grid(specs) for specs in args.grid]
@@ -95,8 +97,9 @@ def main(argv=None) -> pd.DataFrame:
                 lab.resolve_inputs(point_args)
         except UsageError as error:
             raise UsageError(f"point {point_name(point)}: {error}") from None
-    check_settings(args.out, {"lab": args.lab, "title": args.title, "fixed": args.fixed, "grids": args.grids,
-                              "heatmap": args.heatmap, "metric": args.metric, "table": args.table})
+    check_settings(args.out, {"lab": args.lab, "title": args.title, "setting": args.setting, "fixed": args.fixed,
+                              "grids": args.grids, "heatmap": args.heatmap, "metric": args.metric,
+                              "table": args.table})
 
     summaries = {}
     todo = []
