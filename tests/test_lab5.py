@@ -318,3 +318,19 @@ def test_sweep_scripts_give_valid_points(tmp_path, scale):
     content_layers = [p["content_layers"] for argv in commands
                       for p in grid.expand_points(sweep.parse_args(argv).grids) if "content_layers" in p]
     assert len(content_layers) == 6 and content_layers[-1] == ("conv_13:1" if scale == "smoke" else "conv_16:1")
+
+
+@needs_hed
+def test_normalize_none_feeds_raw_pixels_and_randn_is_the_reports_noise():
+    weights = package_file(*model.HED_WEIGHTS)
+    raw = model.build_features("vgg16", weights, "avg", normalize="none")
+    ours = model.build_features("vgg16", weights, "avg")
+    image = torch.rand(1, 3, 8, 8)
+    assert torch.equal(raw.normalize(image), image[:, [2, 1, 0]])  # BGR order kept, nothing else
+    assert not torch.allclose(ours.normalize(image), image[:, [2, 1, 0]])
+    assert train.parse_args(["--normalize", "none"]).normalize == "none"
+    torch.manual_seed(0)
+    start = data.initial_image(train.parse_init("randn"), torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))
+    assert start.min() < -1 and start.max() > 1 and abs(start.mean()) < 0.05  # standard normal, clamped later
+    clamped = start.clamp(0, 1)
+    assert 0.45 < (clamped == 0).float().mean() < 0.55  # about half the pixels become 0, as in the reference

@@ -210,3 +210,23 @@ def test_a_point_naming_a_missing_file_stops_the_sweep_before_anything_runs(tmp_
                                      "--", "--data-root", str(tmp_path / "empty"), "--epochs", "2"])
     assert code == 2 and len(err) == 1 and "point split=public: --split public needs Planetoid's raw files" in err[0]
     assert not out.exists()
+
+
+def test_curves_until_a_summary_key_and_progress_with_eta(tmp_path, monkeypatch, capsys):
+    from common import plots
+    drawn = {}
+    save = plots._save
+
+    def capture(fig, path):
+        drawn[path.name] = {line.get_label(): len(line.get_xdata()) for line in fig.axes[0].lines}
+        return save(fig, path)
+    monkeypatch.setattr(plots, "_save", capture)
+    results = sweep.main(["lab1_fnn", "--out", str(tmp_path), "--grid", "lr=0.5,0.05", "--metric", "test_mse",
+                          "--curves", "val_mse", "--curves-until", "best_epoch",
+                          "--", "--n-points", "60", "--epochs", "40", "--width", "8", "--optimizer", "adam"])
+    lengths = drawn["curves_val_mse.png"]
+    assert lengths == {f"lr={lr}": best for lr, best in zip(results["lr"], results["best_epoch"], strict=True)}
+    assert min(results["best_epoch"]) < 40  # so the cut is real
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 and all(", ETA " in line and " min" in line for line in lines)
+    assert "test_mse=" in lines[0]

@@ -24,6 +24,7 @@ import argparse
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +57,8 @@ def parse_args(argv=None):
     parser.add_argument("--curves", nargs="+", default=[], metavar="COLUMN",
                         help="history.csv columns to overlay across points, one figure each")
     parser.add_argument("--curves-by", metavar="KEY", help="one overlay figure per value of this grid key")
+    parser.add_argument("--curves-until", metavar="KEY", help="end each overlaid curve at the point's value of "
+                        "this summary key, e.g. best_epoch (history.csv keeps the whole curve)")
     parser.add_argument("--lines", metavar="KEY", help="plot --metric against this numeric grid key, "
                         "one line per value of the other keys")
     parser.add_argument("--images", metavar="FILE", help="an image file of every run (e.g. result.png) to show "
@@ -112,12 +115,18 @@ def main(argv=None) -> pd.DataFrame:
     print(f"sweep {args.lab}: {len(points)} points, {len(points) - len(todo)} already done, "
           f"{len(todo)} to run with {args.jobs} job(s) -> {args.out}", flush=True)
 
+    started, finished = time.perf_counter(), []
+
     def report(point, summary, seconds):
         summaries[point_name(point)] = summary
-        shown = f" {args.metric}={summary.get(args.metric)}" if args.metric else ""
+        finished.append(point)
+        value = summary.get(args.metric) if args.metric else None
+        shown = f" {args.metric}={value:.4g}" if isinstance(value, float) else f" {args.metric}={value}" \
+            if args.metric else ""
         error = f" ({summary['error']})" if "error" in summary else ""
+        left = (time.perf_counter() - started) / len(finished) * (len(todo) - len(finished))
         print(f"[{len(summaries):>{len(str(len(points)))}}/{len(points)}] {point_name(point)}: "
-              f"{summary['status']}{shown}{error} {seconds:.1f}s", flush=True)
+              f"{summary['status']}{shown}{error} {seconds:.1f}s, ETA {left / 60:.1f} min", flush=True)
 
     run_points(args.lab, todo, args.jobs, report)
 
@@ -135,7 +144,8 @@ def main(argv=None) -> pd.DataFrame:
     if args.lines:
         written.append(draw_lines(results, args.out, axes, args.lines, args.metric, args.log_color))
     if args.curves:
-        written += draw_curves(results, args.out, axes, args.curves, args.curves_by, args.log_color)
+        written += draw_curves(results, args.out, axes, args.curves, args.curves_by, args.log_color,
+                               args.curves_until)
     if args.images:
         written.append(draw_images(results, args.out, axes, args.images, args.metric))
     counts = results["status"].value_counts().to_dict()

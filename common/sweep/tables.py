@@ -108,8 +108,9 @@ def draw_spread(results: pd.DataFrame, out: Path, axes: list[str], metric: str, 
 
 
 def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list[str], by: str | None,
-                log: bool) -> list[Path]:
-    """Overlay a history.csv column of every point, one figure per column (and per value of `by`)."""
+                log: bool, until: str | None = None) -> list[Path]:
+    """Overlay a history.csv column of every point, one figure per column (and per value of `by`); with
+    `until` (a summary key such as best_epoch) each curve ends at that point's value of it."""
     groups = results.groupby(by, sort=False) if by else [(None, results)]
     labelled = [a for a in axes if a != by]
     written = []
@@ -119,7 +120,10 @@ def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list
             path = out / row["dir"] / "history.csv"
             if path.exists():
                 label = " ".join(f"{a}={row[a]}" for a in labelled if pd.notna(row[a])) or row["dir"]
-                histories[label] = pd.read_csv(path)
+                history = pd.read_csv(path)
+                if until and pd.notna(row.get(until)):
+                    history = history[history.iloc[:, 0] <= float(row[until])]
+                histories[label] = history
         for column in columns:
             curves = {label: (h.iloc[:, 0].to_numpy(), h[column].to_numpy())  # first column: epoch (or step)
                       for label, h in histories.items() if column in h}
