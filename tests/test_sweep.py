@@ -230,3 +230,7 @@ def test_curves_until_a_summary_key_and_progress_with_eta(tmp_path, monkeypatch,
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert len(lines) == 2 and all(", ETA " in line and " min" in line for line in lines)
     assert "test_mse=" in lines[0]
+    with pytest.raises(UsageError, match="--curves-until nope: no point reported it"):
+        sweep.main(["lab1_fnn", "--out", str(tmp_path), "--grid", "lr=0.5,0.05", "--curves", "val_mse",
+                    "--curves-until", "nope", "--", "--n-points", "60", "--epochs", "40", "--width", "8",
+                    "--optimizer", "adam"])

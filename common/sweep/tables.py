@@ -111,6 +111,8 @@ def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list
                 log: bool, until: str | None = None) -> list[Path]:
     """Overlay a history.csv column of every point, one figure per column (and per value of `by`); with
     `until` (a summary key such as best_epoch) each curve ends at that point's value of it."""
+    if until and until not in results:
+        raise UsageError(f"--curves-until {until}: no point reported it; pick a key of the lab's summary.json")
     groups = results.groupby(by, sort=False) if by else [(None, results)]
     labelled = [a for a in axes if a != by]
     written = []
