@@ -1,7 +1,9 @@
 """The flags every train.py shares, argparse types, and one-line usage errors (exit code 2)."""
 import argparse
 import os
+import signal
 import sys
+import traceback
 
 from common.errors import UsageError
 
@@ -14,10 +16,10 @@ class ArgumentParser(argparse.ArgumentParser):
 def lab_parser(lab: str, description: str) -> ArgumentParser:
     """A parser that already holds the shared flags of CONTRIBUTING.md."""
     parser = ArgumentParser(prog=f"{lab}/train.py", description=description)
-    parser.add_argument("--seed", type=int, default=0, help="seed for torch, numpy and random (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for torch, numpy and random, 0 <= S < 2**63 (0)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                         help="auto: CUDA when available, then MPS, else CPU")
-    parser.add_argument("--out", help=f"run folder (default runs/{lab}/<timestamp>)")
+    parser.add_argument("--out", type=folder, help=f"run folder (default runs/{lab}/<timestamp>)")
     parser.add_argument("--data-root", default=os.environ.get("LABS_DATA_ROOT", "data"),
                         help="dataset root (default $LABS_DATA_ROOT, else ./data)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -44,6 +46,16 @@ def _number(cast, text, ok, what):
     return value
 
 
+def seed(text: str) -> int:
+    return _number(int, text, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)")
+
+
+def folder(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty string")
+    return text
+
+
 def positive_int(text: str) -> int:
     return _number(int, text, lambda v: v > 0, "a positive integer")
 
@@ -68,10 +80,31 @@ def rate(text: str) -> float:
     return _number(float, text, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: one line, the folder left unfinished
+
+
 def run(main) -> None:
-    """Call a lab's main(); turn a UsageError into one line on stderr and exit code 2."""
+    """Call a lab's (or a tool's) main() and turn every way it can end badly into one line on stderr:
+    bad input (UsageError) exit 2; Ctrl-C or SIGTERM exit 130, the run's folder left unfinished; anything
+    else exit 1 (the traceback too when LABS_DEBUG=1)."""
+    from common.runs import abandon_active_runs  # lazy: runs imports torch, which common.report does not need
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except UsageError as error:
+        abandon_active_runs()
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        left = abandon_active_runs()
+        where = f": {', '.join(map(str, left))} left unfinished (no summary.json)" if left else ""
+        print(f"interrupted{where}", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # anything unexpected: one line, the traceback only when asked for
+        abandon_active_runs()
+        if os.environ.get("LABS_DEBUG") == "1":
+            traceback.print_exc()
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"error: {type(error).__name__}: {first} (LABS_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)

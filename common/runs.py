@@ -1,8 +1,11 @@
 """The run folder of CONTRIBUTING.md: config.json, history.csv, summary.json, figures and best.pt."""
 import csv
+import fcntl
 import json
 import math
+import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -56,24 +59,106 @@ def _clean(value):
     return value
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a temporary file beside it, then a rename (atomic on POSIX)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def make_folder(folder: Path, flag: str) -> bool:
+    """Create folder (and its parents); True when it did not exist. A path that is a file, lies under a
+    file, or cannot be written is a usage error."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} {folder} is a file, not a folder")
+    existed = folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"{flag} {folder}: a part of the path is a file, not a folder") from None
+    except OSError as error:
+        raise UsageError(f"{flag} {folder}: cannot create it ({error.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: not writable")
+    return not existed
+
+
+class FolderLock:
+    """An exclusive OS lock on <folder>/.lock, held while this process uses the folder. The OS releases it
+    when the process ends, however it ends, so a stale lock of a dead process never blocks."""
+
+    def __init__(self, folder: Path, what: str):
+        self.file = open(folder / ".lock", "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise UsageError(f"{what} {folder} is in use by process {holder}; wait for it or choose another "
+                             f"folder") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+
+
+ACTIVE: list["Run"] = []  # runs of this process that have not finished: cli.run abandons them on an error
+
+
+def abandon_active_runs() -> list[Path]:
+    """Close every unfinished run of this process after an error or interrupt: a run that logged no epoch
+    leaves no folder behind (if it created it); one that did stays, unfinished (no summary.json). Returns
+    the folders left unfinished."""
+    unfinished = []
+    while ACTIVE:
+        run = ACTIVE.pop()
+        run._history_file.close()
+        run.lock.release()
+        if not run.history and run.created:
+            shutil.rmtree(run.dir, ignore_errors=True)
+        else:
+            unfinished.append(run.dir)
+    return unfinished
+
+
 class Run:
-    """One run's folder. Create it only after every flag has been validated."""
+    """One run's folder. Create it only after every flag has been validated. The folder is locked for the
+    run's life; one that holds a finished run (summary.json) or an unfinished one (config.json without
+    summary.json: an interrupted run) is refused."""
 
     def __init__(self, lab: str, args, device: torch.device):
         self.dir = Path(args.out) if args.out else default_out_dir(lab)
-        if (self.dir / "summary.json").exists():
-            raise UsageError(f"--out {self.dir} already holds a finished run (summary.json); choose another folder")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.created = make_folder(self.dir, "--out")
+        self.lock = FolderLock(self.dir, "--out")
+        try:
+            self._check_empty()
+        except UsageError:
+            self.lock.release()
+            raise
         self.quiet = args.quiet
         self.started = time.perf_counter()
         config = {key: _clean(value) for key, value in vars(args).items()}
         config["out"] = str(self.dir)
         config["environment"] = environment(device)
-        (self.dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        write_atomic(self.dir / "config.json", json.dumps(config, indent=2) + "\n")
+        ACTIVE.append(self)
         self._history_file = open(self.dir / "history.csv", "w", newline="")
         self._history = None
         self._flushed = self.started
         self.history: dict[str, list] = {}  # the same rows, as columns in memory (for figures)
+
+    def _check_empty(self) -> None:
+        if (self.dir / "summary.json").exists():
+            raise UsageError(f"--out {self.dir} already holds a finished run (summary.json); choose another folder")
+        if (self.dir / "config.json").exists():
+            raise UsageError(f"--out {self.dir} holds an unfinished run (config.json without summary.json: it was "
+                             f"interrupted); choose another folder, or delete it to start over")
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -103,7 +188,9 @@ class Run:
         summary["status"] = status
         summary["wall_seconds"] = round(time.perf_counter() - self.started, 3)
         summary["out"] = str(self.dir)
-        (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomic(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        ACTIVE.remove(self)
+        self.lock.release()
         if not self.quiet:
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
                              if k not in ("status", "out"))

@@ -49,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--n-points", type=cli.positive_int, default=1000, help="number of points N (1000)")
     parser.add_argument("--split", type=parse_split, default=(5.0, 2.0, 3.0),
                         help="train:val:test ratio (5:2:3)")
-    parser.add_argument("--data-seed", type=int, default=0,
+    parser.add_argument("--data-seed", type=cli.seed, default=0,
                         help="seed of the random split, kept apart from --seed so that seeds vary only the model (0)")
     parser.add_argument("--depth", type=cli.positive_int, default=1,
                         help="d: input layer 1->w, d-1 hidden layers w->w, output layer w->1 (1)")

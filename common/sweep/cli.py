@@ -22,16 +22,16 @@ overlays of history.csv columns.
 """
 import argparse
 import importlib
-import json
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from common.cli import ArgumentParser, UsageError, positive_int
+from common.cli import ArgumentParser, UsageError, folder, positive_int
+from common.runs import abandon_active_runs, write_atomic
 from common.sweep.grid import expand_points, parse_grid, point_argv, point_name
-from common.sweep.runner import check_settings, run_points
+from common.sweep.runner import claim_folder, clear_unfinished, read_json, run_points
 from common.sweep.tables import draw_curves, draw_heatmaps, draw_images, draw_lines, draw_spread, summarize
 
 LABS_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds lab*/train.py
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--grid", nargs="+", action="append", required=True, metavar="KEY=VALUES",
                         help="one grid; repeat for a union of grids")
     parser.add_argument("--seeds", type=positive_int, help="add the axis seed=0..N-1")
-    parser.add_argument("--out", type=Path, help="sweep folder (default runs/sweeps/<lab>)")
+    parser.add_argument("--out", type=lambda text: Path(folder(text)), help="sweep folder (default runs/sweeps/<lab>)")
     parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (1: run in this process)")
     parser.add_argument("--heatmap", metavar="X,Y", help="two grid keys: x axis, y axis")
     parser.add_argument("--metric", default=None, help="summary key for the heatmap and summary table")
@@ -100,18 +100,27 @@ def main(argv=None) -> pd.DataFrame:
                 lab.resolve_inputs(point_args)
         except UsageError as error:
             raise UsageError(f"point {point_name(point)}: {error}") from None
-    check_settings(args.out, {"lab": args.lab, "title": args.title, "setting": args.setting, "fixed": args.fixed,
-                              "grids": args.grids, "heatmap": args.heatmap, "metric": args.metric,
-                              "table": args.table})
+    lock = claim_folder(args.out, {"lab": args.lab, "title": args.title, "setting": args.setting,
+                                   "fixed": args.fixed, "grids": args.grids, "heatmap": args.heatmap,
+                                   "metric": args.metric, "table": args.table})
+    try:
+        return run_sweep(args, lab, points, axes, runs)
+    finally:
+        lock.release()
 
+
+def run_sweep(args, lab, points, axes, runs) -> pd.DataFrame:
     summaries = {}
     todo = []
     for point, argv in runs:
-        done = args.out / point_name(point) / "summary.json"
-        if done.exists():
-            summaries[point_name(point)] = json.loads(done.read_text())
-        else:
-            todo.append((point, argv))
+        summary = read_json(args.out / point_name(point) / "summary.json")
+        if summary is not None:
+            summaries[point_name(point)] = summary
+            continue
+        if clear_unfinished(args.out / point_name(point)):
+            print(f"point {point_name(point)} was left unfinished (no readable summary.json): running it again",
+                  flush=True)
+        todo.append((point, argv))
     print(f"sweep {args.lab}: {len(points)} points, {len(points) - len(todo)} already done, "
           f"{len(todo)} to run with {args.jobs} job(s) -> {args.out}", flush=True)
 
@@ -128,15 +137,39 @@ def main(argv=None) -> pd.DataFrame:
         print(f"[{len(summaries):>{len(str(len(points)))}}/{len(points)}] {point_name(point)}: "
               f"{summary['status']}{shown}{error} {seconds:.1f}s, ETA {left / 60:.1f} min", flush=True)
 
-    run_points(args.lab, todo, args.jobs, report)
+    try:
+        run_points(args.lab, todo, args.jobs, report)
+    except KeyboardInterrupt:  # what finished is written up; cli.run then says "interrupted", exit 130
+        print(f"interrupted: {len(finished)} of {len(todo)} points ran; writing their results", flush=True)
+        abandon_active_runs()
+        write_results(args, points, axes, summaries, partial=True)
+        raise
+    return write_results(args, points, axes, summaries)
 
-    rows = [{**p, **{k: v for k, v in summaries[point_name(p)].items() if k != "out"},
+
+def write_results(args, points, axes, summaries, partial: bool = False) -> pd.DataFrame:
+    """results.csv (a row per point; one that did not run is `unfinished`), summary.md and the figures.
+    After an interrupt, a figure that cannot be drawn from the points that finished is left out."""
+    unfinished = {"status": "unfinished"}
+    rows = [{**p, **{k: v for k, v in summaries.get(point_name(p), unfinished).items() if k != "out"},
              "dir": point_name(p)} for p in points]
     results = pd.DataFrame(rows)
-    results.to_csv(args.out / "results.csv", index=False)
+    write_atomic(args.out / "results.csv", results.to_csv(index=False))
     metrics = [m for m in [args.metric] + args.table if m]
-    (args.out / "summary.md").write_text(summarize(results, axes, metrics))
+    write_atomic(args.out / "summary.md", summarize(results, axes, metrics))
     written = [args.out / "results.csv", args.out / "summary.md"]
+    try:
+        written += draw_figures(args, results, axes)
+    except UsageError:
+        if not partial:
+            raise
+    counts = results["status"].value_counts().to_dict()
+    print(f"done: {counts}; wrote {', '.join(p.name for p in written)} in {args.out}")
+    return results
+
+
+def draw_figures(args, results, axes) -> list[Path]:
+    written = []
     if args.heatmap:
         written += draw_heatmaps(results, args.out, axes, *args.heatmap, args.metric, args.table, args.log_color)
     elif args.metric:
@@ -148,6 +181,4 @@ def main(argv=None) -> pd.DataFrame:
                                args.curves_until)
     if args.images:
         written.append(draw_images(results, args.out, axes, args.images, args.metric))
-    counts = results["status"].value_counts().to_dict()
-    print(f"done: {counts}; wrote {', '.join(p.name for p in written)} in {args.out}")
-    return results
+    return written

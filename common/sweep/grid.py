@@ -63,9 +63,15 @@ def expand_points(grids: list[dict[str, list[str]]]) -> list[dict[str, str]]:
     return points
 
 
+def safe_value(value) -> str:
+    """A grid value as it may appear in a file name: characters other than letters, digits, '.', '+' and '-'
+    become '-' (no '/', no '_' or '=', which separate the key=value pairs)."""
+    return re.sub(r"[^0-9A-Za-z.+-]", "-", str(value))
+
+
 def point_name(point: dict[str, str]) -> str:
-    """Folder name of a point: key=value pairs joined by '_', unsafe characters as '-'."""
-    return "_".join(f"{key}={re.sub(r'[^0-9A-Za-z.+-]', '-', value)}" for key, value in point.items())
+    """Folder name of a point: key=value pairs joined by '_'."""
+    return "_".join(f"{key}={safe_value(value)}" for key, value in point.items())
 
 
 def point_argv(point: dict[str, str]) -> list[str]:

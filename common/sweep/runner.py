@@ -1,13 +1,18 @@
 """Running a sweep's points, in this process or in a pool of worker processes, and resuming a sweep."""
+import ctypes
 import importlib
 import json
+import multiprocessing
 import os
+import shutil
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 from common.errors import UsageError
+from common.runs import FolderLock, abandon_active_runs, make_folder, write_atomic
 
 
 def run_point(lab: str, argv: list[str]) -> tuple[dict, float]:
@@ -19,35 +24,75 @@ def run_point(lab: str, argv: list[str]) -> tuple[dict, float]:
         summary = {"status": "failed", "error": str(error)}
     except Exception as error:  # one broken point must not end the sweep
         summary = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+    if summary["status"] == "failed":
+        abandon_active_runs()  # its folder: removed if it logged no epoch, else left unfinished
     return summary, time.perf_counter() - started
 
 
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    try:  # Linux: die with the main process, however it dies, instead of running on as an orphan
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def run_points(lab: str, todo: list[tuple[dict, list[str]]], jobs: int, report) -> None:
-    """Run (point, argv) pairs; call report(point, summary, seconds) as each one ends."""
+    """Run (point, argv) pairs; call report(point, summary, seconds) as each one ends. On Ctrl-C no new
+    point starts: in-process, the running point stops at once; with workers, they are terminated (their
+    points left unfinished) and KeyboardInterrupt goes on to the caller."""
     if jobs == 1:
         for point, argv in todo:
             report(point, *run_point(lab, argv))
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
+    # Workers terminated on Ctrl-C leave their queue's semaphores to multiprocessing's resource tracker,
+    # which frees them but would print a warning; it takes its warning filters from this list.
+    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
+    try:
         futures = {pool.submit(run_point, lab, argv): point for point, argv in todo}
         for future in as_completed(futures):
             report(futures[future], *future.result())
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        raise
+    pool.shutdown()
 
 
-def check_settings(out: Path, settings: dict) -> None:
-    """Resume only a sweep of the same lab and fixed flags; refuse to mix two different sweeps."""
+def read_json(path: Path) -> dict | None:
+    """A JSON file (summary.json, sweep.json); None when missing or unreadable (a process killed mid-write)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def clear_unfinished(folder: Path) -> bool:
+    """Remove a point's folder that holds no readable summary (an interrupted point) before it runs again."""
+    if folder.exists():
+        shutil.rmtree(folder)
+        return True
+    return False
+
+
+def claim_folder(out: Path, settings: dict) -> FolderLock:
+    """Create and lock the sweep folder (one sweep at a time in it) and write sweep.json. Resume only a sweep
+    of the same lab and fixed flags; refuse to mix two different sweeps."""
+    make_folder(out, "--out")
+    lock = FolderLock(out, "sweep --out")
     path = out / "sweep.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if (old["lab"], old["fixed"]) != (settings["lab"], settings["fixed"]):
-            raise UsageError(f"--out {out} holds a sweep of {old['lab']} with fixed flags {old['fixed']}; "
-                             f"choose another folder to run with {settings['fixed']}")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    old = read_json(path) if path.exists() else None
+    if path.exists() and old is None:
+        print(f"note: {path} was unreadable; writing it again", flush=True)
+    if old and (old["lab"], old["fixed"]) != (settings["lab"], settings["fixed"]):
+        lock.release()
+        raise UsageError(f"--out {out} holds a sweep of {old['lab']} with fixed flags {old['fixed']}; "
+                         f"choose another folder to run with {settings['fixed']}")
+    write_atomic(path, json.dumps(settings, indent=2) + "\n")
+    return lock

@@ -9,6 +9,7 @@ from matplotlib.image import imread
 
 from common.errors import UsageError
 from common.plots import plot_curves, plot_heatmap, plot_image_grid, plot_spread
+from common.sweep.grid import safe_value
 
 FINISHED = ("ok", "early_stopped")  # statuses whose numbers go into heatmaps and matrices
 
@@ -35,7 +36,7 @@ def summarize(results: pd.DataFrame, axes: list[str], metrics: list[str]) -> str
              "|" + "---|" * (len(config) + 2 + len(metrics))]
     for key, group in groups_by(results, config):
         statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
-        cells = [_mean_std(pd.to_numeric(group.get(m), errors="coerce")) for m in metrics]
+        cells = [_mean_std(pd.to_numeric(group[m], errors="coerce") if m in group else None) for m in metrics]
         labels = ["—" if pd.isna(k) else str(k) for k in key]
         lines.append("| " + " | ".join(labels + [str(len(group)), statuses] + cells) + " |")
     return "\n".join(lines) + "\n"
@@ -75,7 +76,7 @@ def draw_heatmaps(results: pd.DataFrame, out: Path, axes: list[str], x: str, y: 
     others = split_axes(results, axes, [x, y])
     written = []
     for key, group in groups_by(results, others):
-        tag = "".join(f"_{a}={v}" for a, v in zip(others, key, strict=True))
+        tag = "".join(f"_{a}={safe_value(v)}" for a, v in zip(others, key, strict=True))
         title = ", ".join(f"{a}={v}" for a, v in zip(others, key, strict=True)) or None
         for name in [metric] + tables:
             if name not in group:
@@ -131,7 +132,7 @@ def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list
                       for label, h in histories.items() if column in h}
             if not curves:
                 raise UsageError(f"no history.csv has a column {column!r}")
-            tag = f"_{by}={value}" if by else ""
+            tag = f"_{by}={safe_value(value)}" if by else ""
             xlabel = next(iter(histories.values())).columns[0]
             written.append(plot_curves(out / f"curves_{column}{tag}.png", curves, xlabel=xlabel, ylabel=column,
                                        log=log, title=f"{column}" + (f" ({by}={value})" if by else "")))

@@ -1,0 +1,180 @@
+"""Nothing lost, nothing mixed, no traceback: folder locks, interrupts, atomic files, one-line errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from common.sweep import cli as sweep
+from lab1_fnn import train as lab1
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB1 = [sys.executable, str(ROOT / "lab1_fnn/train.py"), "--n-points", "60", "--width", "4", "--quiet"]
+
+
+def wait_for(path: Path, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def start(argv, **kwargs):
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_run_into_a_busy_folder_is_refused_and_an_interrupt_leaves_it_unfinished(tmp_path, signum):
+    out = tmp_path / "conc"
+    first = start([*LAB1, "--epochs", "1000000", "--out", str(out)])
+    wait_for(out / "history.csv")
+    time.sleep(0.5)  # some epochs logged
+    second = subprocess.run([*LAB1, "--epochs", "5", "--seed", "2", "--out", str(out)], capture_output=True,
+                            text=True)
+    assert second.returncode == 2 and second.stderr.count("\n") == 1
+    assert f"is in use by process {first.pid}" in second.stderr
+    first.send_signal(signum)
+    _, err = first.communicate(timeout=30)
+    assert first.returncode == 130 and err.strip() == f"interrupted: {out} left unfinished (no summary.json)"
+    assert (out / "config.json").exists() and not (out / "summary.json").exists()
+    assert json.loads((out / "config.json").read_text())["seed"] == 0  # the second run wrote nothing
+    third = subprocess.run([*LAB1, "--epochs", "5", "--out", str(out)], capture_output=True, text=True)
+    assert third.returncode == 2 and "holds an unfinished run" in third.stderr and third.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "file").write_text("x") and d / "file", "is a file, not a folder"),
+    (lambda d: (d / "file").write_text("x") and d / "file" / "under", "a part of the path is a file"),
+    (lambda d: "", "--out: must name a folder"),
+])
+def test_bad_out_folders_are_one_line(tmp_path, run_cli, make, message):
+    code, err = run_cli(lab1.main, ["--epochs", "2", "--out", str(make(tmp_path))])
+    assert code == 2 and len(err) == 1 and message in err[0]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_is_one_line(tmp_path, run_cli):
+    tmp_path.chmod(0o555)
+    code, err = run_cli(lab1.main, ["--epochs", "2", "--out", str(tmp_path / "run")])
+    tmp_path.chmod(0o755)
+    assert code == 2 and len(err) == 1
+
+
+@pytest.mark.parametrize("flag", ["--seed", "--data-seed"])
+def test_seeds_out_of_range_are_one_line(tmp_path, run_cli, flag):
+    code, err = run_cli(lab1.main, [flag, "99999999999999999999", "--out", str(tmp_path / "r")])
+    assert code == 2 and len(err) == 1 and "must be an integer in [0, 2**63)" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_unexpected_error_before_the_first_epoch_is_one_line_and_leaves_no_folder(tmp_path, run_cli,
+                                                                                     monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something deep broke\nsecond line")
+    monkeypatch.setattr(lab1, "train_one_epoch", broken)
+    code, err = run_cli(lab1.main, ["--epochs", "2", "--quiet", "--out", str(tmp_path / "run")])
+    assert code == 1 and err == ["error: RuntimeError: something deep broke (LABS_DEBUG=1 shows the traceback)"]
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv("LABS_DEBUG", "1")
+    code, err = run_cli(lab1.main, ["--epochs", "2", "--quiet", "--out", str(tmp_path / "run")])
+    assert code == 1 and err[0].startswith("Traceback")
+
+
+def sweep_argv(out, *extra):
+    return [sys.executable, "-m", "common.sweep", "lab1_fnn", "--out", str(out), *extra]
+
+
+def test_ctrl_c_stops_a_two_job_sweep_writes_what_finished_and_leaves_no_worker(tmp_path):
+    out = tmp_path / "sweep"
+    argv = sweep_argv(out, "--jobs", "2", "--grid", "width=4..7", "--metric", "test_mse",
+                      "--", "--n-points", "60", "--epochs", "3000")
+    process = start(argv, cwd=ROOT, start_new_session=True)
+    wait_for(out / "width=4" / "config.json")
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole process group
+    started = time.time()
+    _, err = process.communicate(timeout=60)
+    assert time.time() - started < 15 and process.returncode == 130
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 4 and "unfinished" in set(results["status"])
+    time.sleep(1)
+    assert not children_of(process.pid)
+    again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 4 and set(results["status"]) == {"ok"} and results["dir"].is_unique
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() in (str(pid), "1") and "spawn_main" in cmdline(status.parent):
+            found.append(int(status.parent.name))
+    return found
+
+
+def cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_killing_the_sweep_leaves_no_orphan_worker(tmp_path):
+    out = tmp_path / "sweep"
+    process = start(sweep_argv(out, "--jobs", "2", "--grid", "width=4..11", "--",
+                               "--n-points", "60", "--epochs", "100000"), cwd=ROOT, start_new_session=True)
+    wait_for(out / "width=4" / "config.json")
+    workers = [p for p in children_of(process.pid)]
+    assert workers
+    process.kill()
+    process.communicate(timeout=30)
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{w}").exists() and "spawn_main" in cmdline(Path(f"/proc/{w}")) for w in workers):
+        assert time.time() < deadline, "a worker outlived the sweep"
+        time.sleep(0.1)
+
+
+def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path):
+    out = tmp_path / "sweep"
+    process = start(sweep_argv(out, "--grid", "width=4..5", "--", "--n-points", "60", "--epochs", "100000"),
+                    cwd=ROOT)
+    wait_for(out / "width=4" / "config.json")
+    second = subprocess.run(sweep_argv(out, "--grid", "width=4..5", "--", "--n-points", "60", "--epochs",
+                                       "100000"), cwd=ROOT, capture_output=True, text=True)
+    process.kill()
+    process.communicate()
+    assert second.returncode == 2 and f"is in use by process {process.pid}" in second.stderr
+
+
+def test_resume_reruns_a_point_with_a_truncated_summary_and_an_empty_sweep_json_is_rewritten(tmp_path, capsys):
+    argv = ["lab1_fnn", "--out", str(tmp_path), "--grid", "width=4,8", "--", "--n-points", "60", "--epochs", "5"]
+    sweep.main(argv)
+    (tmp_path / "width=8" / "summary.json").write_text('{"best_val_mse": 0.1, "sta')
+    (tmp_path / "sweep.json").write_text("")
+    capsys.readouterr()
+    results = sweep.main(argv)
+    out = capsys.readouterr().out
+    assert "sweep.json was unreadable; writing it again" in out
+    assert "point width=8 was left unfinished (no readable summary.json): running it again" in out
+    assert "1 already done, 1 to run" in out and set(results["status"]) == {"ok"}
+    assert json.loads((tmp_path / "sweep.json").read_text())["lab"] == "lab1_fnn"
+
+
+def test_grid_values_with_a_slash_make_safe_file_names(tmp_path):
+    results = sweep.main(["lab1_fnn", "--out", str(tmp_path), "--grid", "data_root=a,b/c", "width=4,8",
+                          "--heatmap", "width,data_root", "--metric", "test_mse", "--curves", "val_mse",
+                          "--curves-by", "data_root", "--", "--n-points", "60", "--epochs", "5"])
+    assert set(results["status"]) == {"ok"}
+    assert (tmp_path / "curves_val_mse_data_root=b-c.png").exists()
+    assert (tmp_path / "data_root=b-c_width=4" / "summary.json").exists()
