@@ -1,6 +1,6 @@
 """Device selection, seeding and mixed precision."""
 import random
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -28,3 +28,16 @@ def seed_everything(seed: int) -> None:
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full float32 elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+@contextmanager
+def allocating(flags: str):
+    """Turn a failure to allocate memory inside into a usage error naming the flags that asked for it."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as error:
+        text = str(error).lower()
+        if not isinstance(error, MemoryError) and "alloc" not in text and "out of memory" not in text:
+            raise
+        raise UsageError(f"{flags}: not enough memory for what they ask ({type(error).__name__}); "
+                         f"choose smaller values") from None

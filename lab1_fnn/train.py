@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from common import cli
 from common.data import seeded_permutation
-from common.device import seed_everything, select_device
+from common.device import allocating, seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.plots import plot_curves, plot_train_val
 from common.runs import Run
@@ -183,7 +183,8 @@ def main(argv=None) -> dict:
     data = make_data(args.function, args.n_points, args.split, args.data_seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
         tuple(t.to(device) for t in data[name]) for name in ("train", "val", "test"))
-    model = FunctionNet(args.width, args.depth, args.activation, args.hidden_layers).to(device)
+    with allocating(f"--width {args.width} --depth {args.depth}"):
+        model = FunctionNet(args.width, args.depth, args.activation, args.hidden_layers).to(device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     run = Run("lab1_fnn", args, device)
 

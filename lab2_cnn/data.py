@@ -7,6 +7,7 @@ layout (the official val set is our test set). cifar10/cifar100: torchvision.
 """
 import gzip
 import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from common.data import balanced_subset, download_and_extract, seeded_permutation
 from common.errors import UsageError
@@ -33,12 +34,16 @@ class ImageSet:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: list[str]
+    skipped: int = 0  # bad image files left out (--skip-bad-images)
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file of unsigned bytes (the MNIST format), gzip-compressed or not."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        data = f.read()
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as error:  # truncated or garbage gzip, unreadable file
+        raise UsageError(f"{path} cannot be read: {error}") from None
     if len(data) < 4 or data[:3] != b"\x00\x00\x08":
         raise UsageError(f"{path} is not an IDX file of unsigned bytes")
     ndim = data[3]
@@ -63,6 +68,14 @@ def load_fashion_mnist(root: Path) -> ImageSet:
         _download_fashion_mnist(root)
         paths = [_find_idx(root / "FashionMNIST/raw", stem) for stem in stems]
     train_x, train_y, test_x, test_y = (torch.from_numpy(read_idx(p).copy()) for p in paths)
+    for images, labels, images_path, labels_path in ((train_x, train_y, *paths[:2]), (test_x, test_y, *paths[2:])):
+        if images.dim() != 3 or labels.dim() != 1:
+            raise UsageError(f"{images_path} / {labels_path}: expected (N, 28, 28) images and N labels, got shapes "
+                             f"{tuple(images.shape)} and {tuple(labels.shape)}")
+        if len(images) != len(labels):
+            raise UsageError(f"{labels_path} holds {len(labels)} labels for the {len(images)} images of {images_path}")
+        if len(labels) and int(labels.max()) >= len(FASHION_MNIST_CLASSES):
+            raise UsageError(f"{labels_path}: label {int(labels.max())} is out of range 0..9")
     return ImageSet(train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1), test_y.long(), FASHION_MNIST_CLASSES)
 
 
@@ -77,16 +90,39 @@ def _download_fashion_mnist(root: Path) -> None:
             f"*-ubyte.gz files in {root}/fashion-mnist/") from None
 
 
-def _decode(paths: list[Path], workers: int) -> torch.Tensor:
-    """JPEG files as one uint8 (N, 3, H, W) tensor; grayscale files become RGB."""
-    def decode(path):
+TINY_IMAGENET_SIZE = (64, 64)
+
+
+def _decode_one(path: Path) -> torch.Tensor | str:
+    """One 64x64 image as uint8 (3, H, W) (grayscale files become RGB), or why it cannot be used."""
+    try:
         with Image.open(path) as image:
+            if image.size != TINY_IMAGENET_SIZE:
+                return f"is {image.size[0]}x{image.size[1]}, not 64x64"
             return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:  # missing, not an image, truncated
+        return f"cannot be decoded ({type(error).__name__})"
+
+
+def _decode(items: list[tuple[Path, int]], workers: int, skip_bad: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The images of (path, label) pairs as one uint8 (N, 3, 64, 64) tensor, their labels, and how many bad
+    files were skipped; without skip_bad the first bad file is an error naming it."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        return torch.stack(list(pool.map(decode, paths)))
+        images = list(pool.map(_decode_one, [path for path, _ in items]))
+    good, bad = [], []
+    for image, (path, label) in zip(images, items, strict=True):
+        if isinstance(image, str):
+            bad.append(f"{path} {image}")
+        else:
+            good.append((image, label))
+    if bad and not skip_bad:
+        raise UsageError(f"{bad[0]} ({len(bad)} bad image(s) in all; --skip-bad-images drops them)")
+    if not good:
+        raise UsageError(f"none of the {len(items)} images could be used")
+    return torch.stack([image for image, _ in good]), torch.tensor([label for _, label in good]), len(bad)
 
 
-def load_tiny_imagenet(root: Path, workers: int) -> ImageSet:
+def load_tiny_imagenet(root: Path, workers: int, skip_bad: bool = False) -> ImageSet:
     """tiny-imagenet-200/: wnids.txt, words.txt, train/<wnid>/images/*.JPEG, val/images + val_annotations.txt."""
     base = root / "tiny-imagenet-200"
     if not base.exists():
@@ -104,9 +140,10 @@ def load_tiny_imagenet(root: Path, workers: int) -> ImageSet:
     names = dict(line.split("\t", 1) for line in lines if "\t" in line)
     if not train or not test:
         raise UsageError(f"{base} holds no training or validation images")
-    return ImageSet(_decode([p for p, _ in train], workers), torch.tensor([y for _, y in train]),
-                    _decode([p for p, _ in test], workers), torch.tensor([y for _, y in test]),
-                    [names.get(w, w).split(",")[0] for w in wnids])
+    train_x, train_y, train_skipped = _decode(train, workers, skip_bad)
+    test_x, test_y, test_skipped = _decode(test, workers, skip_bad)
+    return ImageSet(train_x, train_y, test_x, test_y, [names.get(w, w).split(",")[0] for w in wnids],
+                    skipped=train_skipped + test_skipped)
 
 
 def load_cifar(name: str, root: Path) -> ImageSet:
@@ -123,11 +160,11 @@ def load_cifar(name: str, root: Path) -> ImageSet:
                     list(train.classes))
 
 
-def load(name: str, root: Path, workers: int = 4) -> ImageSet:
+def load(name: str, root: Path, workers: int = 4, skip_bad: bool = False) -> ImageSet:
     if name == "fashion-mnist":
         return load_fashion_mnist(root)
     if name == "tiny-imagenet":
-        return load_tiny_imagenet(root, workers)
+        return load_tiny_imagenet(root, workers, skip_bad)
     return load_cifar(name, root)
 
 
@@ -140,8 +177,9 @@ def split(images: ImageSet, val_fraction: float, seed: int, limit_train: int | N
         pool = balanced_subset(images.train_y, limit_train, seed)
     pool = pool[seeded_permutation(len(pool), seed)]
     n_val = max(1, round(len(pool) * val_fraction))
-    if n_val >= len(pool):
-        raise UsageError(f"{len(pool)} training images leave none for training after --val-fraction")
+    if len(pool) - n_val < 2:
+        raise UsageError(f"{len(pool)} training images leave fewer than 2 for training after --val-fraction "
+                         f"(batch norm needs 2 per batch); raise --limit-train")
     test = torch.arange(len(images.test_y))
     if limit_test:
         test = balanced_subset(images.test_y, limit_test, seed)
@@ -186,6 +224,8 @@ class Batches:
         if shuffle:
             indices = indices[torch.randperm(len(indices))]
         for idx in indices.split(batch_size):
+            if shuffle and len(idx) == 1:  # a training batch of one image: batch norm cannot train on it
+                continue
             idx = idx.to(self.x.device)
             x = (self.x[idx].float() / 255 - self.mean) / self.std
             if augmented:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import cli
-from common.device import autocast, seed_everything, select_device
+from common.device import allocating, autocast, seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.metrics import Tally
 from common.plots import plot_confusion, plot_train_val
@@ -67,6 +67,9 @@ def parse_args(argv=None):
     cli.add_patience(parser, 2, "validation loss", wait_alias=True)
     parser.add_argument("--batch-size", type=cli.positive_int, default=128)
     parser.add_argument("--workers", type=cli.positive_int, default=4, help="threads that decode JPEG files (4)")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="tiny-imagenet: drop image files that cannot be decoded or are not 64x64 (counted in "
+                             "summary.json) instead of stopping at the first")
     parser.add_argument("--val-fraction", type=cli.probability, default=0.1,
                         help="share of the training images held out for validation (0.1)")
     parser.add_argument("--limit-train", type=cli.positive_int, help="class-balanced subset of the training images "
@@ -122,7 +125,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     device = select_device(args.device)
     seed_everything(args.seed)
-    images = datasets.load(args.dataset, Path(args.data_root), args.workers)
+    images = datasets.load(args.dataset, Path(args.data_root), args.workers, args.skip_bad_images)
     train_idx, val_idx, test_idx = datasets.split(images, args.val_fraction, args.seed, args.limit_train,
                                                   args.limit_test)
     mean, std = datasets.channel_stats(images.train_x, train_idx)
@@ -132,9 +135,10 @@ def main(argv=None) -> dict:
 
     channels, size = images.train_x.shape[1], images.train_x.shape[2]
     block_norm = args.norm if args.block_norm is None else args.block_norm
-    model = ResidualCNN(channels, len(images.classes), size, args.widths, args.convs_per_group,
-                        norm=args.norm == "batch", dropout=args.dropout, residual=args.residual,
-                        block_norm=block_norm == "batch", block_dropout=args.block_dropout).to(device)
+    with allocating(f"--widths {','.join(map(str, args.widths))}"):
+        model = ResidualCNN(channels, len(images.classes), size, args.widths, args.convs_per_group,
+                            norm=args.norm == "batch", dropout=args.dropout, residual=args.residual,
+                            block_norm=block_norm == "batch", block_dropout=args.block_dropout).to(device)
     model = model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on CPU (oneDNN)
     if args.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=0.9, weight_decay=args.weight_decay)
@@ -169,7 +173,8 @@ def main(argv=None) -> dict:
         summary = {"best_val_loss": stopper.best, "best_epoch": stopper.best_epoch,
                    "test_top1": test_metrics["top1"], "test_top5": test_metrics["top5"],
                    "best_val_acc": history["val_acc"][stopper.best_epoch - 1]}
-    return run.finish(status, **summary, epochs_run=len(history["epoch"]), train_examples=len(train_idx))
+    return run.finish(status, **summary, epochs_run=len(history["epoch"]), train_examples=len(train_idx),
+                      skipped_images=images.skipped)
 
 
 if __name__ == "__main__":

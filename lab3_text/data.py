@@ -24,6 +24,7 @@ class Texts:
     train: tuple[list[str], list[int]]  # the training split: texts, labels (0 negative, 1 positive)
     val: tuple[list[str], list[int]]
     test: tuple[list[str], list[int]]
+    replaced_files: int = 0  # files read with undecodable bytes replaced (aclImdb)
 
 
 def load_rotten_tomatoes(seed: int) -> Texts:
@@ -48,13 +49,20 @@ def load_rotten_tomatoes(seed: int) -> Texts:
     return Texts(pick(order[n_test + n_val:]), pick(order[n_test:n_test + n_val]), pick(order[:n_test]))
 
 
-def read_aclimdb_split(folder: Path) -> tuple[list[str], list[int]]:
-    texts, labels = [], []
+def read_aclimdb_split(folder: Path) -> tuple[list[str], list[int], int]:
+    """Texts and labels of train/ or test/; a file that is not valid UTF-8 is read with its bad bytes
+    replaced by U+FFFD and counted (third value) instead of stopping the run."""
+    texts, labels, replaced = [], [], 0
     for label, name in enumerate(("neg", "pos")):
         for path in sorted((folder / name).glob("*.txt")):
-            texts.append(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
+            try:
+                texts.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(raw.decode("utf-8", errors="replace"))
+                replaced += 1
             labels.append(label)
-    return texts, labels
+    return texts, labels, replaced
 
 
 def load_imdb(root: Path, seed: int, val_fraction: float = 0.1) -> Texts:
@@ -62,15 +70,16 @@ def load_imdb(root: Path, seed: int, val_fraction: float = 0.1) -> Texts:
     base = root / "aclImdb"
     if not base.exists():
         download_and_extract(IMDB_URL, root, "IMDB (aclImdb)", base)
-    train_texts, train_labels = read_aclimdb_split(base / "train")
-    test = read_aclimdb_split(base / "test")
-    if not train_texts or not test[0]:
+    train_texts, train_labels, train_replaced = read_aclimdb_split(base / "train")
+    test_texts, test_labels, test_replaced = read_aclimdb_split(base / "test")
+    if not train_texts or not test_texts:
         raise UsageError(f"{base} does not have the aclImdb layout: train|test/pos|neg/*.txt")
     order = seeded_permutation(len(train_texts), seed).tolist()
     n_val = max(1, int(len(order) * val_fraction))
     def pick(idx):
         return [train_texts[i] for i in idx], [train_labels[i] for i in idx]
-    return Texts(pick(order[n_val:]), pick(order[:n_val]), test)
+    return Texts(pick(order[n_val:]), pick(order[:n_val]), (test_texts, test_labels),
+                 replaced_files=train_replaced + test_replaced)
 
 
 def load_texts(dataset: str, root: Path, seed: int) -> Texts:

@@ -122,6 +122,9 @@ def resolve_bert(name: str | None) -> str:
         return str(path)
     path = Path(name).expanduser()
     if path.is_dir():
+        if not (path / "config.json").exists():
+            raise UsageError(f"--bert-model {name}: the folder holds no model (no config.json); give a folder saved "
+                             f"by save_pretrained, or a Hugging Face name")
         return str(path)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub names are [org/]name
         raise UsageError(f"--bert-model {name}: no such model folder (give a local folder or a Hugging Face name)")

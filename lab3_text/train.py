@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import cli
-from common.device import autocast, seed_everything, select_device
+from common.device import allocating, autocast, seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.metrics import Tally
 from common.plots import plot_train_val
@@ -144,7 +144,9 @@ def main(argv=None) -> dict:
     splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
     try:
         (train, val, test), pad_id, vocabulary = encode(args, splits)
-        model, notes = build_model(args, vocabulary)
+        with allocating(f"--embed-dim {args.embed_dim} --hidden-size {args.hidden_size} --num-layers "
+                        f"{args.num_layers}"):
+            model, notes = build_model(args, vocabulary)
     except OSError as error:  # a BERT name that cannot be fetched, a folder without a model
         raise cli.UsageError(f"--bert-model {args.bert_model}: {str(error).splitlines()[0]}") from None
     model = model.to(device)
@@ -189,7 +191,8 @@ def main(argv=None) -> dict:
                       test_acc=test_acc, train_examples=len(train[0]),
                       seconds_per_epoch=sum(history["seconds"]) / len(history["seconds"]),
                       epochs_run=len(history["epoch"]),
-                      majority_baseline=max(sum(test[1]), len(test[1]) - sum(test[1])) / len(test[1]), **notes)
+                      majority_baseline=max(sum(test[1]), len(test[1]) - sum(test[1])) / len(test[1]),
+                      replaced_files=texts.replaced_files, **notes)
 
 
 if __name__ == "__main__":

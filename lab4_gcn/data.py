@@ -1,6 +1,10 @@
 """Lab 4 graphs: Cora (embedded, from graphdatascience's parquet files, or Planetoid raw files),
 CiteSeer (Planetoid raw files) and PPI (PyG's layout); their node and link splits."""
+import contextlib
+import io
+import pickle
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -11,6 +15,29 @@ from common.errors import UsageError
 
 EMBEDDED_CORA = ("graphdatascience", "resources/cora")
 PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer"}
+PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+# The only classes Planetoid's pickled raw files hold: arrays, a sparse matrix, the graph's dict of lists.
+PLANETOID_CLASSES = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                     ("numpy._core.multiarray", "_reconstruct"), ("scipy.sparse.csr", "csr_matrix"),
+                     ("scipy.sparse._csr", "csr_matrix"), ("scipy.sparse", "csr_matrix"),
+                     ("collections", "defaultdict"), ("__builtin__", "list"), ("builtins", "list")}
+
+
+class PlanetoidUnpickler(pickle.Unpickler):
+    """Unpickles a Planetoid raw file, refusing any other class: a crafted file cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in PLANETOID_CLASSES:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a Planetoid file never holds")
+        return super().find_class(module, name)
+
+
+class RestrictedPickle:
+    """Stands in for the pickle module inside PyG's Planetoid reader."""
+
+    @staticmethod
+    def load(file, encoding="ASCII"):
+        return PlanetoidUnpickler(file, encoding=encoding).load()
 
 
 def has_planetoid_files(root: Path, dataset: str) -> bool:
@@ -18,15 +45,41 @@ def has_planetoid_files(root: Path, dataset: str) -> bool:
     return any((root / "Planetoid" / name / "raw").glob(f"ind.{dataset}.*"))
 
 
-def load_planetoid(root: Path, dataset: str):
-    """PyG's Planetoid from <root>/Planetoid/<Name>/raw/ind.* (downloaded when missing and online)."""
+def check_root(root: Path) -> None:
+    """A data root that does not exist is an error, never created (a typo would litter the disk)."""
+    if not root.is_dir():
+        raise UsageError(f"--data-root {root} does not exist (or is not a folder)")
+
+
+def download_planetoid(folder: Path, dataset: str, missing: list[Path]) -> None:
+    from torch_geometric.data import download_url
     from torch_geometric.datasets import Planetoid
-    name = PLANETOID_NAMES[dataset]
     try:
-        return Planetoid(str(root / "Planetoid"), name)[0]
-    except Exception as error:  # offline download or unreadable files
-        raise UsageError(f"{name} not found at {root}/Planetoid/{name}/raw/ind.{dataset}.* and the download failed "
-                         f"({type(error).__name__}); copy Planetoid's raw files there") from None
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for path in missing:
+                download_url(f"{Planetoid.url}/{path.name}", str(folder), log=False)
+    except Exception as error:  # offline, or a server that does not answer: the same advice either way
+        raise UsageError(f"{PLANETOID_NAMES[dataset]} is missing ({missing[0]} and {len(missing) - 1} more) and "
+                         f"the download failed ({type(error).__name__}); copy Planetoid's raw files there") from None
+
+
+def load_planetoid(root: Path, dataset: str):
+    """Planetoid's raw files <root>/Planetoid/<Name>/raw/ind.<name>.* (downloaded when missing and online),
+    read by PyG's own reader with a restricted unpickler; PyG's processed-file cache is never used, since
+    it may load pickles that run code."""
+    from torch_geometric.io import planetoid as reader
+    check_root(root)
+    folder = root / "Planetoid" / PLANETOID_NAMES[dataset] / "raw"
+    missing = [folder / f"ind.{dataset}.{part}" for part in PLANETOID_PARTS
+               if not (folder / f"ind.{dataset}.{part}").exists()]
+    if missing:
+        download_planetoid(folder, dataset, missing)
+    try:
+        with mock.patch.object(reader, "pickle", RestrictedPickle):
+            return reader.read_planetoid_data(str(folder), dataset)
+    except Exception as error:  # any unreadable content: truncated, garbage, a crafted pickle
+        raise UsageError(f"{folder}/ind.{dataset}.*: corrupt Planetoid files "
+                         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
 
 
 def load_embedded_cora():
@@ -59,10 +112,17 @@ def load_ppi(root: Path):
     """PyG's PPI (<root>/PPI/raw/{train,valid,test}_{graph.json,feats.npy,labels.npy,graph_id.npy}):
     20 / 2 / 2 graphs, 50 features, 121 labels per node."""
     from torch_geometric.datasets import PPI
+    check_root(root)
+    raw = root / "PPI" / "raw"
+    present = raw.is_dir() and any(raw.iterdir())
     try:
-        return [PPI(str(root / "PPI"), split=split) for split in ("train", "val", "test")]
-    except Exception as error:  # offline, or files that cannot be read
-        raise UsageError(f"PPI not found at {root}/PPI/raw/ and the download failed ({type(error).__name__}); "
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return [PPI(str(root / "PPI"), split=split) for split in ("train", "val", "test")]
+    except Exception as error:  # offline download, or files that cannot be read
+        if present:
+            raise UsageError(f"{raw}: corrupt PPI files ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        raise UsageError(f"PPI is missing at {raw}/ and the download failed ({type(error).__name__}); "
                          f"put PyG's PPI files (train_graph.json, train_feats.npy, ...) there") from None
 
 

@@ -297,3 +297,46 @@ def test_norm_and_dropout_switch_separately_in_convs_and_blocks(fashion_root, tm
     state = torch.load(tmp_path / "run/best.pt")
     norms = [k for k in state if k.endswith("running_mean")]
     assert norms and all(".body." in k for k in norms)  # batch norm in the blocks only
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda folder: (folder / "train-images-idx3-ubyte.gz").write_bytes(
+        (folder / "train-images-idx3-ubyte.gz").read_bytes()[:300]), "cannot be read"),
+    (lambda folder: (folder / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all"), "cannot be read"),
+    (lambda folder: write_idx(folder / "train-labels-idx1-ubyte.gz", np.full(600, 12)), "label 12 is out of range"),
+    (lambda folder: write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(100)), "holds 100 labels for the 600"),
+])
+def test_corrupt_fashion_mnist_is_one_line_naming_the_file(fashion_root, tmp_path, run_cli, damage, message):
+    damage(fashion_root / "fashion-mnist")
+    code, err = run_cli(train.main, ["--data-root", str(fashion_root), "--out", str(tmp_path / "run")])
+    assert code == 2 and len(err) == 1 and message in err[0] and "fashion-mnist/t" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: path.write_text("not a jpeg"), "cannot be decoded"),
+    (lambda path: path.write_bytes(path.read_bytes()[:200]), "cannot be decoded"),
+    (lambda path: Image.new("RGB", (32, 32)).save(path, "JPEG"), "is 32x32, not 64x64"),
+    (lambda path: path.unlink(), "cannot be decoded"),  # listed in val_annotations.txt, missing
+])
+def test_bad_tiny_imagenet_images_stop_or_are_skipped_and_counted(tiny_imagenet_root, tmp_path, run_cli, damage,
+                                                                   message):
+    bad = tiny_imagenet_root / "tiny-imagenet-200/val/images/val_2.JPEG"
+    damage(bad)
+    flags = ["--dataset", "tiny-imagenet", "--data-root", str(tiny_imagenet_root), "--widths", "4,4,4,4,4,4",
+             "--epochs", "1", "--quiet"]
+    code, err = run_cli(train.main, [*flags, "--out", str(tmp_path / "a")])
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {bad} {message}")
+    summary = train.main([*flags, "--skip-bad-images", "--out", str(tmp_path / "b")])
+    assert summary["skipped_images"] == 1 and summary["status"] == "ok"
+
+
+def test_too_few_training_images_and_a_final_batch_of_one(fashion_root, tmp_path, run_cli):
+    code, err = run_cli(train.main, ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--limit-train", "2",
+                                     "--out", str(tmp_path / "a")])
+    assert code == 2 and len(err) == 1 and "leave fewer than 2 for training" in err[0]
+    assert not (tmp_path / "a").exists()
+    # 11 images: 1 for validation, 10 for training in batches of 3, 3, 3 and 1; the lone image is left out
+    summary = train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--limit-train", "11",
+                          "--batch-size", "3", "--epochs", "1", "--quiet", "--out", str(tmp_path / "b")])
+    assert summary["status"] == "ok" and summary["train_examples"] == 10

@@ -226,3 +226,24 @@ def test_vocabulary_and_length_flags_reach_the_model(tmp_path):
 def test_wait_is_an_alias_of_patience():
     assert train.parse_args(["--wait", "5"]).patience == 5 == train.parse_args(["--patience", "5"]).patience
     assert train.parse_args([]).patience == 2
+
+
+def test_non_utf8_reviews_are_read_with_replacement_and_counted(tmp_path):
+    root = write_aclimdb(tmp_path / "data")
+    (root / "aclImdb/train/pos/0_7.txt").write_bytes(b"The plot 0. This film was wonderful \xff\xfe really.")
+    texts = data.load_imdb(root, seed=0)
+    assert texts.replaced_files == 1
+    every = texts.train[0] + texts.val[0]
+    assert any("wonderful \ufffd\ufffd really" in text for text in every)
+    summary = train.main(["--dataset", "imdb", "--data-root", str(root), "--model", "rnn", "--epochs", "1",
+                          "--min-freq", "1", "--embed-dim", "8", "--hidden-size", "8", "--quiet",
+                          "--out", str(tmp_path / "run")])
+    assert summary["replaced_files"] == 1
+
+
+def test_a_bert_folder_without_a_model_is_one_line(tmp_path, run_cli):
+    (tmp_path / "empty-bert").mkdir()
+    code, err = run_cli(train.main, ["--model", "bert", "--bert-model", str(tmp_path / "empty-bert"),
+                                     "--out", str(tmp_path / "run")])
+    assert code == 2 and len(err) == 1 and "the folder holds no model (no config.json)" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -184,7 +184,8 @@ def test_flag_combinations_run_and_test_their_best_weights(tmp_path, flags):
     (["--layers", "0"], "--layers: must be a positive integer, got '0'"),
     (["--split", "public"], "--split public needs Planetoid's raw files"),
     (["--task", "link", "--split", "public"], "--split public is Planetoid's node split"),
-    (["--dataset", "ppi"], "PPI not found at"),
+    (["--dataset", "ppi"], "/empty does not exist (or is not a folder)"),
+    (["--dataset", "citeseer"], "/empty does not exist (or is not a folder)"),
     (["--weight-decay", "-1"], "--weight-decay: must be a number >= 0, got '-1'"),
     (["--weight-decay", "nan"], "--weight-decay: must be a number >= 0, got 'nan'"),
 ])
@@ -234,3 +235,39 @@ def test_ppi_graphs_per_batch(tmp_path):
     model.register_forward_pre_hook(lambda module, inputs: seen.append(int(inputs[2].max()) + 1))
     train.train_one_epoch(model, torch.optim.Adam(model.parameters()), list(train_graphs), args)
     assert seen == [4]  # one step over a batch of four graphs
+
+
+def test_missing_and_corrupt_graph_files_are_one_line_and_create_nothing(tmp_path, run_cli, monkeypatch, capsys):
+    monkeypatch.setattr("torch_geometric.datasets.PPI.url", f"file://{tmp_path}/offline/ppi.zip")
+    monkeypatch.setattr("torch_geometric.datasets.Planetoid.url", f"file://{tmp_path}/offline")
+    root = tmp_path / "root"
+    root.mkdir()
+    code, err = run_cli(train.main, ["--dataset", "ppi", "--data-root", str(root), "--out", str(tmp_path / "a")])
+    assert code == 2 and len(err) == 1 and "PPI is missing at" in err[0] and "download failed" in err[0]
+    assert capsys.readouterr().out == ""  # no stray "Downloading ..." line
+    code, err = run_cli(train.main, ["--dataset", "citeseer", "--data-root", str(root), "--out", str(tmp_path / "b")])
+    assert code == 2 and len(err) == 1 and "CiteSeer is missing" in err[0]
+    code, err = run_cli(train.main, ["--dataset", "citeseer", "--data-root", str(tmp_path / "nowhere"),
+                                     "--out", str(tmp_path / "c")])
+    assert code == 2 and "does not exist" in err[0] and not (tmp_path / "nowhere").exists()
+    raw = root / "Planetoid" / "CiteSeer" / "raw"
+    for part in graphs.PLANETOID_PARTS:
+        (raw / f"ind.citeseer.{part}").write_bytes(b"\x80\x04garbage")
+    code, err = run_cli(train.main, ["--dataset", "citeseer", "--data-root", str(root), "--out", str(tmp_path / "d")])
+    assert code == 2 and len(err) == 1 and "corrupt Planetoid files" in err[0]
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_a_crafted_planetoid_pickle_cannot_run_code(tmp_path, run_cli):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "marker"), "w"))  # would create a file when unpickled
+    raw = tmp_path / "Planetoid" / "Cora" / "raw"
+    raw.mkdir(parents=True)
+    for part in graphs.PLANETOID_PARTS:
+        (raw / f"ind.cora.{part}").write_bytes(pickle.dumps(Payload()))
+    code, err = run_cli(train.main, ["--dataset", "cora", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert code == 2 and len(err) == 1 and "corrupt Planetoid files" in err[0] and "io.open" in err[0]
+    assert not (tmp_path / "marker").exists() and not (tmp_path / "r").exists()
