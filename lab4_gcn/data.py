@@ -3,6 +3,7 @@ CiteSeer (Planetoid raw files) and PPI (PyG's layout); their node and link split
 import contextlib
 import io
 import pickle
+import tempfile
 from pathlib import Path
 from unittest import mock
 
@@ -116,8 +117,17 @@ def load_ppi(root: Path):
     raw = root / "PPI" / "raw"
     present = raw.is_dir() and any(raw.iterdir())
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            return [PPI(str(root / "PPI"), split=split) for split in ("train", "val", "test")]
+        # Processed afresh from the raw files (JSON and plain .npy) in a private folder: PyG's processed
+        # cache under the data root is never read, since its loader may unpickle code.
+        with tempfile.TemporaryDirectory() as private, contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            if present:
+                (Path(private) / "PPI").mkdir()
+                (Path(private) / "PPI" / "raw").symlink_to(raw.resolve())
+            else:
+                raw.parent.mkdir(exist_ok=True)  # the download's target, under a data root that exists
+            folder = Path(private) / "PPI" if present else root / "PPI"
+            return [PPI(str(folder), split=split) for split in ("train", "val", "test")]
     except Exception as error:  # offline download, or files that cannot be read
         if present:
             raise UsageError(f"{raw}: corrupt PPI files ({type(error).__name__}: "

@@ -41,8 +41,8 @@ def load_image(path: Path, size: tuple[int, int] | int) -> torch.Tensor:
     """(1, 3, H, W) RGB in [0, 1]; an int size is the longer side (aspect kept), a pair is (H, W)."""
     try:
         image = Image.open(path).convert("RGB")
-    except (OSError, UnidentifiedImageError) as error:
-        raise UsageError(f"cannot read image {path}: {error}") from None
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:  # the bomb: PIL's pixel cap
+        raise UsageError(f"cannot read image {path}: {str(error).splitlines()[0]}") from None
     if isinstance(size, int):
         scale = size / max(image.size)
         size = (max(1, round(image.height * scale)), max(1, round(image.width * scale)))

@@ -271,3 +271,18 @@ def test_a_crafted_planetoid_pickle_cannot_run_code(tmp_path, run_cli):
     code, err = run_cli(train.main, ["--dataset", "cora", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")])
     assert code == 2 and len(err) == 1 and "corrupt Planetoid files" in err[0] and "io.open" in err[0]
     assert not (tmp_path / "marker").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_crafted_ppi_processed_file_is_never_loaded(tmp_path):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "marker"), "w"))
+    root = write_ppi(tmp_path / "data")
+    (root / "PPI" / "processed").mkdir(parents=True, exist_ok=True)
+    for name in ("train.pt", "val.pt", "test.pt", "pre_filter.pt", "pre_transform.pt"):
+        (root / "PPI" / "processed" / name).write_bytes(pickle.dumps(Payload()))
+    summary = train.main(["--dataset", "ppi", "--data-root", str(root), "--epochs", "2", "--quiet",
+                          "--out", str(tmp_path / "run")])
+    assert summary["status"] == "ok" and not (tmp_path / "marker").exists()

@@ -334,3 +334,13 @@ def test_normalize_none_feeds_raw_pixels_and_randn_is_the_reports_noise():
     assert start.min() < -1 and start.max() > 1 and abs(start.mean()) < 0.05  # standard normal, clamped later
     clamped = start.clamp(0, 1)
     assert 0.45 < (clamped == 0).float().mean() < 0.55  # about half the pixels become 0, as in the reference
+
+
+@needs_hed
+def test_a_decompression_bomb_is_one_line(tmp_path, run_cli, monkeypatch):
+    from PIL import Image
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 is then over PIL's bomb limit (2x the cap)
+    code, err = run_cli(train.main, lab5_args(tmp_path, "--content", str(tmp_path / "big.png")))
+    assert code == 2 and len(err) == 1 and "cannot read image" in err[0] and "decompression bomb" in err[0]
+    assert not (tmp_path / "run").exists()

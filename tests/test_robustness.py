@@ -178,3 +178,9 @@ def test_grid_values_with_a_slash_make_safe_file_names(tmp_path):
     assert set(results["status"]) == {"ok"}
     assert (tmp_path / "curves_val_mse_data_root=b-c.png").exists()
     assert (tmp_path / "data_root=b-c_width=4" / "summary.json").exists()
+
+
+def test_memory_that_cannot_be_allocated_names_the_flags(tmp_path, run_cli):
+    code, err = run_cli(lab1.main, ["--width", "10000000", "--depth", "2", "--quiet", "--out", str(tmp_path / "r")])
+    assert code == 2 and len(err) == 1 and "--width 10000000 --depth 2: not enough memory" in err[0]
+    assert not (tmp_path / "r").exists()
