@@ -6,6 +6,7 @@ import sys
 import traceback
 
 from common.errors import UsageError
+from common.runs import abandon_active_runs
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -88,7 +89,6 @@ def run(main) -> None:
     """Call a lab's (or a tool's) main() and turn every way it can end badly into one line on stderr:
     bad input (UsageError) exit 2; Ctrl-C or SIGTERM exit 130, the run's folder left unfinished; anything
     else exit 1 (the traceback too when LABS_DEBUG=1)."""
-    from common.runs import abandon_active_runs  # lazy: runs imports torch, which common.report does not need
     signal.signal(signal.SIGTERM, _terminate)
     try:
         main()

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from common.cli import ArgumentParser, UsageError, run
+from common.runs import write_atomic
 
 LABS_ROOT = Path(__file__).resolve().parents[1]
 FINISHED = ("ok", "early_stopped")
@@ -52,7 +53,7 @@ def select(results: pd.DataFrame, point: str) -> pd.DataFrame:
         key, _, value = item.partition("=")
         if key not in rows:
             return rows.iloc[0:0]
-        rows = rows[[same(cell, value) for cell in rows[key]]]
+        rows = rows[[same(cell, value) for cell in rows[key]]] if len(rows) else rows
     return rows
 
 
@@ -92,6 +93,9 @@ def comparison(name: str, results: pd.DataFrame, numbers: list[dict], setting: s
 
 
 def group_means(rows: pd.DataFrame, axis: str, metric: str) -> pd.Series:
+    if axis not in rows or metric not in rows:
+        return pd.Series(dtype=float)
+    rows = rows[rows[axis].notna()]  # points of another grid, without this key
     numeric = pd.to_numeric(rows[axis], errors="coerce")
     key = numeric if numeric.notna().all() else rows[axis].astype(str)
     return pd.to_numeric(rows[metric], errors="coerce").groupby(key).mean().dropna().sort_index()
@@ -186,7 +190,7 @@ def main(argv=None) -> Path:
     body = [f"# Lab report, reproduced from {args.sweeps}", ""] + deviations(args.out)
     body += [section(s, args.out) for s in sweeps]
     path = args.out / "REPORT.md"
-    path.write_text("\n".join(body))
+    write_atomic(path, "\n".join(body))
     print(f"wrote {path} ({len(sweeps)} sweeps)")
     return path
 

@@ -118,12 +118,15 @@ def abandon_active_runs() -> list[Path]:
     unfinished = []
     while ACTIVE:
         run = ACTIVE.pop()
-        run._history_file.close()
-        run.lock.release()
-        if not run.history and run.created:
-            shutil.rmtree(run.dir, ignore_errors=True)
-        else:
+        try:
+            run._history_file.close()
+        except OSError:  # a full disk fails the flush again; the folder is abandoned all the same
+            pass
+        if run.history:
             unfinished.append(run.dir)
+        else:
+            run.remove_files()
+        run.lock.release()
     return unfinished
 
 
@@ -143,15 +146,28 @@ class Run:
             raise
         self.quiet = args.quiet
         self.started = time.perf_counter()
-        config = {key: _clean(value) for key, value in vars(args).items()}
-        config["out"] = str(self.dir)
-        config["environment"] = environment(device)
-        write_atomic(self.dir / "config.json", json.dumps(config, indent=2) + "\n")
-        ACTIVE.append(self)
-        self._history_file = open(self.dir / "history.csv", "w", newline="")
         self._history = None
         self._flushed = self.started
         self.history: dict[str, list] = {}  # the same rows, as columns in memory (for figures)
+        try:
+            config = {key: _clean(value) for key, value in vars(args).items()}
+            config["out"] = str(self.dir)
+            config["environment"] = environment(device)
+            write_atomic(self.dir / "config.json", json.dumps(config, indent=2) + "\n")
+            self._history_file = open(self.dir / "history.csv", "w", newline="")
+        except BaseException:
+            self.remove_files()
+            self.lock.release()
+            raise
+        ACTIVE.append(self)
+
+    def remove_files(self) -> None:
+        """Undo this run in its folder: the whole folder if the run created it, else the files it wrote."""
+        if self.created:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        for name in ("config.json", "history.csv", ".lock"):
+            (self.dir / name).unlink(missing_ok=True)
 
     def _check_empty(self) -> None:
         if (self.dir / "summary.json").exists():

@@ -110,11 +110,12 @@ class FunctionNet(nn.Module):
         self.frozen_hidden_uses = 0
         if hidden_layers == "trained":
             self.hidden.extend(nn.Linear(width, width) for _ in range(depth - 1))
-        elif depth > 1:
-            shared = nn.Linear(width, width)  # created where the report created it: after the input layer
-            self.register_buffer("frozen_weight", shared.weight.detach().clone())
-            self.register_buffer("frozen_bias", shared.bias.detach().clone())
-            self.frozen_hidden_uses = depth - 1
+        else:  # the report built the shared layer after the input layer, even at depth 1 (where it is unused)
+            shared = nn.Linear(width, width)
+            if depth > 1:
+                self.register_buffer("frozen_weight", shared.weight.detach().clone())
+                self.register_buffer("frozen_bias", shared.bias.detach().clone())
+                self.frozen_hidden_uses = depth - 1
         self.output = nn.Linear(width, 1)
         self.activation = ACTIVATIONS[activation]()
 

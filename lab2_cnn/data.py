@@ -47,6 +47,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[:3] != b"\x00\x00\x08":
         raise UsageError(f"{path} is not an IDX file of unsigned bytes")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise UsageError(f"{path} is truncated inside its header")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     if len(data) - 4 - 4 * ndim != np.prod(shape):
         raise UsageError(f"{path} is truncated: its header promises shape {shape}")

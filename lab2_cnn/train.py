@@ -77,6 +77,8 @@ def parse_args(argv=None):
     parser.add_argument("--limit-test", type=cli.positive_int, help="class-balanced subset of the test images")
     parser.add_argument("--augment", action="store_true", help="random crop (padding size/8) and horizontal flip")
     args = parser.parse_args(argv)
+    if args.batch_size < 2:
+        raise cli.UsageError("--batch-size must be 2 or more: batch norm cannot train on one image")
     if args.val_fraction == 0:
         raise cli.UsageError("--val-fraction must be above 0: early stopping and best.pt need a validation set")
     if isinstance(args.convs_per_group, tuple) and len(args.convs_per_group) != len(args.widths):

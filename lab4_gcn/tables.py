@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from common.cli import ArgumentParser, UsageError, run
+from common.runs import write_atomic
 from common.sweep.tables import FINISHED
 
 COLUMNS = [(d, t) for t in ("node", "link") for d in ("cora", "citeseer", "ppi")]
@@ -54,10 +55,10 @@ def main(argv=None) -> list[Path]:
     for activation, group in results.groupby("activation"):
         table = regularizer_table(group)
         stem = args.sweep / f"table_regularizers_{activation}"
-        table.to_csv(stem.with_suffix(".csv"), float_format="%.4f")
+        write_atomic(stem.with_suffix(".csv"), table.to_csv(float_format="%.4f"))
         heading = f"**activation {activation}**: best validation score; T/F = self-loop, pair-norm, drop-edge; " \
                   f"bold = best, italics = second best of each column\n\n"
-        stem.with_suffix(".md").write_text(heading + to_markdown(table))
+        write_atomic(stem.with_suffix(".md"), heading + to_markdown(table))
         written += [stem.with_suffix(".csv"), stem.with_suffix(".md")]
     print("wrote " + ", ".join(str(p) for p in written))
     return written

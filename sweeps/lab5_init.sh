@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Report, Lab 5 §5: the start image -- content, white noise, and blends A*content + (1-A)*style
+# Report, Lab 5 §5: the start image -- content and blends A*content + (1-A)*style
 # (blend:1 is the content) -> steps to converge and final loss.
 source "$(dirname "$0")/lib/common.sh"
 source sweeps/lib/lab5_scale.sh

@@ -118,3 +118,20 @@ def test_lab4_layers_sweep_gives_each_pair_the_reports_own_settings(tmp_path, sc
                 ("ppi", "node"): ("tanh", True, False, False), ("ppi", "link"): ("prelu", True, True, True)}
     pairs = [("cora", "node"), ("cora", "link")] if scale == "smoke" else list(expected)
     assert chosen == {pair: {expected[pair]} for pair in pairs}
+
+
+def test_a_sweep_with_no_finished_point_gives_not_run_not_a_crash():
+    results = pd.DataFrame({"pool": ["avg", "max"], "layers": [2, 3], "status": ["unfinished", "failed"]})
+    for claim in ({"rule": "less", "metric": "best_loss", "a": "pool=avg", "b": "pool=max", "axis": ""},
+                  {"rule": "increasing", "metric": "best_loss", "a": "pool=avg", "b": "", "axis": "layers"},
+                  {"rule": "lowest", "metric": "best_loss", "a": "", "b": "avg", "axis": "pool"}):
+        assert report.verdict(claim, results)[0] is None
+    numbers = [{"sweep": "s", "metric": "best_loss", "point": "pool=avg", "stated": "0.69", "value": "0.69",
+                "legible": "yes", "section": "§4", "setting": "x"}]
+    assert "1 more number(s)" in "\n".join(report.comparison("s", results, numbers, "tiny"))
+
+
+def test_a_numeric_axis_missing_in_some_points_is_still_ordered_as_numbers():
+    results = pd.DataFrame({"layers": [2, 10, None], "status": ["ok"] * 3, "score": [0.9, 0.5, 0.1]})
+    claim = {"rule": "decreasing", "metric": "score", "a": "", "b": "", "axis": "layers"}
+    assert report.verdict(claim, results)[0] is True  # 2 -> 10 falls; "10" < "2" as text would say otherwise

@@ -91,7 +91,7 @@ def sweep_argv(out, *extra):
 
 def test_ctrl_c_stops_a_two_job_sweep_writes_what_finished_and_leaves_no_worker(tmp_path):
     out = tmp_path / "sweep"
-    argv = sweep_argv(out, "--jobs", "2", "--grid", "width=4..7", "--metric", "test_mse",
+    argv = sweep_argv(out, "--jobs", "2", "--grid", "width=4..7", "--metric", "test_mse", "--curves", "val_mse",
                       "--", "--n-points", "60", "--epochs", "3000")
     process = start(argv, cwd=ROOT, start_new_session=True)
     wait_for(out / "width=4" / "config.json")
@@ -184,3 +184,23 @@ def test_memory_that_cannot_be_allocated_names_the_flags(tmp_path, run_cli):
     code, err = run_cli(lab1.main, ["--width", "10000000", "--depth", "2", "--quiet", "--out", str(tmp_path / "r")])
     assert code == 2 and len(err) == 1 and "--width 10000000 --depth 2: not enough memory" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_a_failed_run_into_an_existing_folder_leaves_it_as_it_was(tmp_path, run_cli, monkeypatch):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(lab1, "train_one_epoch", broken)
+    code, _ = run_cli(lab1.main, ["--epochs", "2", "--quiet", "--out", str(out)])
+    assert code == 1 and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    monkeypatch.undo()
+    assert lab1.main(["--epochs", "2", "--n-points", "60", "--quiet", "--out", str(out)])["status"] == "ok"
+
+
+def test_grid_values_that_map_to_one_folder_are_refused(tmp_path, run_cli):
+    code, err = run_cli(sweep.main, ["lab1_fnn", "--out", str(tmp_path), "--grid", "data_root=a/b,a-b",
+                                     "--", "--epochs", "2"])
+    assert code == 2 and "would share the folder data_root=a-b" in err[0]

@@ -92,6 +92,11 @@ def main(argv=None) -> pd.DataFrame:
     missing = [a for a in (args.heatmap or []) + [args.curves_by, args.lines] if a and a not in axes]
     if missing:
         raise UsageError(f"axis {missing[0]!r} is not a grid key; grid keys: {', '.join(axes)}")
+    names = [point_name(p) for p in points]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash:
+        raise UsageError(f"two grid points would share the folder {clash} (values that differ only in characters "
+                         f"a file name cannot hold); rename one")
     runs = [(p, args.fixed + point_argv(p) + ["--out", str(args.out / point_name(p)), "--quiet"]) for p in points]
     for point, argv in runs:  # every point's flags (and the files they name) are checked before anything runs
         try:
@@ -160,7 +165,7 @@ def write_results(args, points, axes, summaries, partial: bool = False) -> pd.Da
     written = [args.out / "results.csv", args.out / "summary.md"]
     try:
         written += draw_figures(args, results, axes)
-    except UsageError:
+    except Exception:  # after an interrupt, what the finished points cannot draw is left out
         if not partial:
             raise
     counts = results["status"].value_counts().to_dict()

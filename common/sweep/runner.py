@@ -53,11 +53,15 @@ def run_points(lab: str, todo: list[tuple[dict, list[str]]], jobs: int, report) 
     sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                                initargs=(threads,))
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers start ignoring Ctrl-C, before imports
     try:
         futures = {pool.submit(run_point, lab, argv): point for point, argv in todo}
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    try:
         for future in as_completed(futures):
             report(futures[future], *future.result())
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, a worker killed by the OS, a broken pipe: stop every point at once
         pool.shutdown(wait=False, cancel_futures=True)
         for worker in multiprocessing.active_children():
             worker.terminate()

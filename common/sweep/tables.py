@@ -9,6 +9,7 @@ from matplotlib.image import imread
 
 from common.errors import UsageError
 from common.plots import plot_curves, plot_heatmap, plot_image_grid, plot_spread
+from common.runs import write_atomic
 from common.sweep.grid import safe_value
 
 FINISHED = ("ok", "early_stopped")  # statuses whose numbers go into heatmaps and matrices
@@ -87,7 +88,7 @@ def draw_heatmaps(results: pd.DataFrame, out: Path, axes: list[str], x: str, y: 
                                                           dropna=False)
                       .reindex(index=_numeric_order(group[y].unique()), columns=_numeric_order(group[x].unique())))
             md = out / f"table_{name}{tag}.md"
-            md.write_text((f"**{title}** — {name}\n\n" if title else f"{name}\n\n") + matrix_markdown(matrix, x, y))
+            write_atomic(md, (f"**{title}** — {name}\n\n" if title else f"{name}\n\n") + matrix_markdown(matrix, x, y))
             written.append(md)
             if name == metric:
                 written.append(plot_heatmap(out / f"heatmap_{name}{tag}.png", matrix.to_numpy(dtype=float),
@@ -121,7 +122,7 @@ def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list
         histories = {}
         for _, row in group.iterrows():
             path = out / row["dir"] / "history.csv"
-            if path.exists():
+            if path.exists() and row["status"] != "unfinished":  # an interrupted point's history may be empty
                 label = " ".join(f"{a}={row[a]}" for a in labelled if pd.notna(row[a])) or row["dir"]
                 history = pd.read_csv(path)
                 if until and pd.notna(row.get(until)):
