@@ -234,3 +234,19 @@ def test_curves_until_a_summary_key_and_progress_with_eta(tmp_path, monkeypatch,
         sweep.main(["lab1_fnn", "--out", str(tmp_path), "--grid", "lr=0.5,0.05", "--curves", "val_mse",
                     "--curves-until", "nope", "--", "--n-points", "60", "--epochs", "40", "--width", "8",
                     "--optimizer", "adam"])
+
+
+def test_curves_average_the_seeds_of_a_point(tmp_path, monkeypatch):
+    from common import plots
+    drawn = {}
+    save = plots._save
+
+    def capture(fig, path):
+        drawn[path.name] = {line.get_label(): line.get_ydata() for line in fig.axes[0].lines}
+        return save(fig, path)
+    monkeypatch.setattr(plots, "_save", capture)
+    sweep.main(sweep_argv(tmp_path, "width=4", extra=["--seeds", "2", "--curves", "val_mse"]))
+    (label, curve), = drawn["curves_val_mse.png"].items()
+    histories = [pd.read_csv(tmp_path / f"width=4_seed={s}" / "history.csv") for s in (0, 1)]
+    assert label == "width=4 (mean of 2 seeds)"
+    assert list(curve) == pytest.approx(list((histories[0]["val_mse"] + histories[1]["val_mse"]) / 2))

@@ -111,15 +111,16 @@ def draw_spread(results: pd.DataFrame, out: Path, axes: list[str], metric: str, 
 
 def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list[str], by: str | None,
                 log: bool, until: str | None = None) -> list[Path]:
-    """Overlay a history.csv column of every point, one figure per column (and per value of `by`); with
+    """Overlay a history.csv column of every point, one figure per column (and per value of `by`); the
+    seeds of a point are averaged into one curve (epoch by epoch, over the seeds still running). With
     `until` (a summary key such as best_epoch) each curve ends at that point's value of it."""
     if until and until not in results:
         raise UsageError(f"--curves-until {until}: no point reported it; pick a key of the lab's summary.json")
     groups = results.groupby(by, sort=False) if by else [(None, results)]
-    labelled = [a for a in axes if a != by]
+    labelled = [a for a in axes if a not in (by, "seed")]
     written = []
     for value, group in groups:
-        histories = {}
+        runs = {}
         for _, row in group.iterrows():
             path = out / row["dir"] / "history.csv"
             if path.exists() and row["status"] != "unfinished":  # an interrupted point's history may be empty
@@ -127,7 +128,10 @@ def draw_curves(results: pd.DataFrame, out: Path, axes: list[str], columns: list
                 history = pd.read_csv(path)
                 if until and pd.notna(row.get(until)):
                     history = history[history.iloc[:, 0] <= float(row[until])]
-                histories[label] = history
+                runs.setdefault(label, []).append(history)
+        histories = {(f"{label} (mean of {len(h)} seeds)" if len(h) > 1 else label):
+                     pd.concat(h).groupby(h[0].columns[0], as_index=False).mean(numeric_only=True)
+                     for label, h in runs.items()}
         for column in columns:
             curves = {label: (h.iloc[:, 0].to_numpy(), h[column].to_numpy())  # first column: epoch (or step)
                       for label, h in histories.items() if column in h}
