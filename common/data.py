@@ -28,6 +28,9 @@ def balanced_subset(labels, size: int, seed: int) -> torch.Tensor:
 def download_and_extract(url: str, root: Path, what: str, expected: Path) -> Path:
     """Download and unpack an archive into root; offline, one clear error saying how to get it."""
     from torchvision.datasets.utils import download_and_extract_archive
+    if not root.is_dir():
+        raise UsageError(f"{what} not found at {expected}, and --data-root {root} does not exist (nothing is "
+                         f"downloaded into a folder that is not there)")
     try:
         download_and_extract_archive(url, download_root=str(root))
     except Exception as error:  # any network or archive failure gets the same advice

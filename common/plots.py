@@ -27,7 +27,8 @@ def plot_curves(path: Path, curves: dict, xlabel: str = "epoch", ylabel: str = "
             ax.plot(x, y, ".", label=name, markersize=3, alpha=0.7)
         else:
             ax.plot(x, y, label=name, linewidth=1.2)
-    if log:
+    if log and any(np.nanmax(np.asarray(v[1] if isinstance(v, tuple) else v, dtype=float), initial=0) > 0
+                   for v in curves.values()):  # all-zero curves (a loss term not used) cannot be log-scaled
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, which="both")

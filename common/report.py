@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.cli import ArgumentParser, UsageError, run
-from common.runs import write_atomic
+from common.cli import ArgumentParser, UsageError, folder, run
+from common.runs import make_folder, write_atomic
 
 LABS_ROOT = Path(__file__).resolve().parents[1]
 FINISHED = ("ok", "early_stopped")
@@ -140,14 +140,26 @@ def conclusions(name: str, results: pd.DataFrame, claims: list[dict], scale: str
 
 
 def section(sweep_dir: Path, report_dir: Path) -> str:
-    settings = json.loads((sweep_dir / "sweep.json").read_text())
+    try:
+        settings = json.loads((sweep_dir / "sweep.json").read_text())
+        if not isinstance(settings, dict) or not {"lab", "grids", "fixed"} <= set(settings):
+            raise KeyError("lab, grids, fixed")
+    except (OSError, ValueError, KeyError) as error:
+        raise UsageError(f"{sweep_dir / 'sweep.json'} is unreadable ({type(error).__name__}); rerun the sweep or "
+                         f"remove the folder") from None
     title = settings.get("title") or sweep_dir.name
     grids = " ∪ ".join(" × ".join(f"{k}∈{{{','.join(v)}}}" for k, v in g.items()) for g in settings["grids"])
     lines = [f"## {title}", "",
              f"`{settings['lab']}` over {grids}; fixed flags: `{' '.join(settings['fixed']) or '(none)'}`. "
              f"Raw results: [results.csv]({os.path.relpath(sweep_dir / 'results.csv', report_dir)}).", ""]
     if (sweep_dir / "results.csv").exists():
-        results = pd.read_csv(sweep_dir / "results.csv")
+        try:
+            results = pd.read_csv(sweep_dir / "results.csv")
+            if "status" not in results:
+                raise KeyError("status")
+        except (ValueError, KeyError) as error:  # empty or garbage: pandas' errors are ValueErrors
+            raise UsageError(f"{sweep_dir / 'results.csv'} is unreadable ({type(error).__name__}); rerun the "
+                             f"sweep to rewrite it") from None
         lab = LABS_ROOT / settings["lab"]
         lines += comparison(sweep_dir.name, results, read_rows(lab / "report_numbers.csv"), settings.get("setting"))
         lines += conclusions(sweep_dir.name, results, read_rows(lab / "report_claims.csv"), sweep_dir.parent.name)
@@ -181,14 +193,15 @@ def deviations(report_dir: Path) -> list[str]:
 def main(argv=None) -> Path:
     parser = ArgumentParser(prog="python -m common.report", description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", type=Path, default=Path("runs/sweeps/smoke"), help="folder of sweep folders")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="report folder (REPORT.md)")
+    parser.add_argument("--out", type=lambda text: Path(folder(text)), default=Path("report"),
+                        help="report folder (REPORT.md)")
     args = parser.parse_args(argv)
     sweeps = sorted(p.parent for p in args.sweeps.glob("*/sweep.json"))
     if not sweeps:
         raise UsageError(f"no sweep results under {args.sweeps}; run the scripts in sweeps/ first")
-    args.out.mkdir(parents=True, exist_ok=True)
     body = [f"# Lab report, reproduced from {args.sweeps}", ""] + deviations(args.out)
     body += [section(s, args.out) for s in sweeps]
+    make_folder(args.out, "--out")
     path = args.out / "REPORT.md"
     write_atomic(path, "\n".join(body))
     print(f"wrote {path} ({len(sweeps)} sweeps)")

@@ -74,6 +74,8 @@ def load_fashion_mnist(root: Path) -> ImageSet:
         if images.dim() != 3 or labels.dim() != 1:
             raise UsageError(f"{images_path} / {labels_path}: expected (N, 28, 28) images and N labels, got shapes "
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
+        if len(images) == 0:
+            raise UsageError(f"{images_path} holds no images")
         if len(images) != len(labels):
             raise UsageError(f"{labels_path} holds {len(labels)} labels for the {len(images)} images of {images_path}")
         if len(labels) and int(labels.max()) >= len(FASHION_MNIST_CLASSES):
@@ -83,6 +85,10 @@ def load_fashion_mnist(root: Path) -> ImageSet:
 
 def _download_fashion_mnist(root: Path) -> None:
     from torchvision.datasets import FashionMNIST
+    if not root.is_dir():
+        raise UsageError(f"Fashion-MNIST not found in {FASHION_MNIST_SYSTEM}, and --data-root {root} does not exist; "
+                         f"install it with `apt-get install dataset-fashion-mnist` or put the four *-ubyte.gz "
+                         f"files in an existing {root}/fashion-mnist/")
     try:
         FashionMNIST(str(root), download=True)
     except Exception as error:  # offline: say where the files can come from
@@ -135,10 +141,11 @@ def load_tiny_imagenet(root: Path, workers: int, skip_bad: bool = False) -> Imag
         train = [(p, index[w]) for w in wnids for p in sorted((base / "train" / w / "images").glob("*.JPEG"))]
         rows = [line.split("\t") for line in (base / "val/val_annotations.txt").read_text().splitlines() if line]
         test = [(base / "val/images" / r[0], index[r[1]]) for r in rows]
-    except (OSError, KeyError, IndexError) as error:
-        raise UsageError(f"{base} does not have the tiny-imagenet-200 layout: {error}") from None
-    words = base / "words.txt"
-    lines = words.read_text().splitlines() if words.exists() else []
+        words = base / "words.txt"
+        lines = words.read_text().splitlines() if words.exists() else []
+    except (OSError, KeyError, IndexError, ValueError) as error:  # ValueError: a file that is not text
+        raise UsageError(f"{base} does not have the tiny-imagenet-200 layout: "
+                         f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
     names = dict(line.split("\t", 1) for line in lines if "\t" in line)
     if not train or not test:
         raise UsageError(f"{base} holds no training or validation images")
@@ -151,6 +158,9 @@ def load_tiny_imagenet(root: Path, workers: int, skip_bad: bool = False) -> Imag
 def load_cifar(name: str, root: Path) -> ImageSet:
     from torchvision.datasets import CIFAR10, CIFAR100
     dataset = CIFAR10 if name == "cifar10" else CIFAR100
+    if not root.is_dir():
+        raise UsageError(f"{name} not found, and --data-root {root} does not exist (nothing is downloaded into a "
+                         f"folder that is not there)")
     try:
         train, test = (dataset(str(root), train=t, download=True) for t in (True, False))
     except Exception as error:  # offline, or files that cannot be read

@@ -84,6 +84,8 @@ class VGGFeatures(nn.Module):
 
     def forward(self, image: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
         """image: (N, 3, H, W) RGB in [0, 1]."""
+        if not wanted:
+            return {}
         x = self.normalize(image).contiguous(memory_format=torch.channels_last)
         outputs = {}
         for name, layer in self.layers.named_children():

@@ -240,7 +240,7 @@ def test_missing_data_has_a_clear_message(tmp_path, run_cli, monkeypatch):
     monkeypatch.setattr("torchvision.datasets.FashionMNIST.mirrors", [f"file://{tmp_path}/offline/"])
     monkeypatch.setattr(datasets, "TINY_IMAGENET_URL", f"file://{tmp_path}/offline/tiny-imagenet-200.zip")
     for dataset, hint in (("fashion-mnist", "apt-get install dataset-fashion-mnist"),
-                          ("tiny-imagenet", "download and unpack it into")):
+                          ("tiny-imagenet", "does not exist (nothing is downloaded")):
         code, err = run_cli(train.main, ["--dataset", dataset, "--data-root", str(tmp_path / "empty"),
                                          "--out", str(tmp_path / "bad")])
         assert code == 2 and len(err) == 1 and hint in err[0], err

@@ -344,3 +344,11 @@ def test_a_decompression_bomb_is_one_line(tmp_path, run_cli, monkeypatch):
     code, err = run_cli(train.main, lab5_args(tmp_path, "--content", str(tmp_path / "big.png")))
     assert code == 2 and len(err) == 1 and "cannot read image" in err[0] and "decompression bomb" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+@needs_hed
+@needs_skimage
+def test_style_only_or_content_only_runs_at_a_small_size(tmp_path):
+    for flag in ("--content-layers", "--style-layers"):
+        summary = train.main(lab5_args(tmp_path, flag, "", "--steps", "3", name=flag.strip("-")))
+        assert summary["status"] == "ok"

@@ -204,3 +204,32 @@ def test_grid_values_that_map_to_one_folder_are_refused(tmp_path, run_cli):
     code, err = run_cli(sweep.main, ["lab1_fnn", "--out", str(tmp_path), "--grid", "data_root=a/b,a-b",
                                      "--", "--epochs", "2"])
     assert code == 2 and "would share the folder data_root=a-b" in err[0]
+
+
+def test_a_sweep_never_removes_a_point_folder_another_run_holds(tmp_path):
+    out = tmp_path / "sweep"
+    sweep.main(["lab1_fnn", "--out", str(out), "--grid", "width=4,8", "--", "--n-points", "60", "--epochs", "2"])
+    import shutil
+    shutil.rmtree(out / "width=8")
+    runner = start([*LAB1, "--epochs", "100000000", "--out", str(out / "width=8")])
+    wait_for(out / "width=8" / "config.json")
+    again = subprocess.run(sweep_argv(out, "--grid", "width=4,8", "--", "--n-points", "60", "--epochs", "2"),
+                           cwd=ROOT, capture_output=True, text=True)
+    runner.kill()
+    runner.communicate()
+    assert again.returncode == 2 and f"is in use by process {runner.pid}" in again.stderr
+    assert (out / "width=8" / "config.json").exists() and not (out / "width=8" / "summary.json").exists()
+
+
+def test_report_refuses_unreadable_inputs_in_one_line_and_writes_nothing(tmp_path, run_cli):
+    from common import report
+    sweep.main(["lab1_fnn", "--out", str(tmp_path / "sweeps" / "sw"), "--grid", "width=4", "--",
+                "--n-points", "60", "--epochs", "2"])
+    (tmp_path / "sweeps" / "sw" / "results.csv").write_text("")
+    code, err = run_cli(report.main, ["--sweeps", str(tmp_path / "sweeps"), "--out", str(tmp_path / "rep")])
+    assert code == 2 and len(err) == 1 and "results.csv is unreadable" in err[0] and not (tmp_path / "rep").exists()
+    (tmp_path / "sweeps" / "sw" / "sweep.json").write_text("[]")
+    code, err = run_cli(report.main, ["--sweeps", str(tmp_path / "sweeps"), "--out", str(tmp_path / "rep")])
+    assert code == 2 and "sweep.json is unreadable" in err[0]
+    code, err = run_cli(report.main, ["--sweeps", str(tmp_path / "sweeps"), "--out", ""])
+    assert code == 2 and "--out: must name a folder" in err[0]

@@ -78,11 +78,16 @@ def read_json(path: Path) -> dict | None:
 
 
 def clear_unfinished(folder: Path) -> bool:
-    """Remove a point's folder that holds no readable summary (an interrupted point) before it runs again."""
-    if folder.exists():
+    """Remove a point's folder that holds no readable summary (an interrupted point) before it runs again;
+    a folder that another process holds (a run still writing there) is refused, never removed."""
+    if not folder.exists():
+        return False
+    lock = FolderLock(folder, "point folder")
+    try:
         shutil.rmtree(folder)
-        return True
-    return False
+    finally:
+        lock.release()
+    return True
 
 
 def claim_folder(out: Path, settings: dict) -> FolderLock:
