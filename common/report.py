@@ -23,9 +23,9 @@ import pandas as pd
 
 from common.cli import ArgumentParser, UsageError, folder, run
 from common.runs import make_folder, write_atomic
+from common.sweep import tables
 
 LABS_ROOT = Path(__file__).resolve().parents[1]
-FINISHED = ("ok", "early_stopped")
 RULES = {"less": "<", "greater": ">", "at_least": "≥", "decreasing": "falls along", "increasing": "rises along",
          "lowest": "is the lowest of", "highest": "is the highest of"}
 COMPARE = {"less": lambda a, b: a < b, "greater": lambda a, b: a > b, "at_least": lambda a, b: a >= b}
@@ -48,7 +48,7 @@ def same(cell, wanted: str) -> bool:
 
 def select(results: pd.DataFrame, point: str) -> pd.DataFrame:
     """Finished rows matching every key=value of `point`; none when a key is not a column."""
-    rows = results[results["status"].isin(FINISHED)]
+    rows = results[results["status"].isin(tables.FINISHED)]
     for item in point.split():
         key, _, value = item.partition("=")
         if key not in rows:
@@ -62,11 +62,8 @@ def values(rows: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def mean_std(series: pd.Series) -> str:
-    if series.empty:
-        return "—"
-    if len(series) == 1:
-        return f"{series.iloc[0]:.4g} (n=1)"
-    return f"{series.mean():.4g} ± {series.std(ddof=1):.2g} (n={len(series)})"
+    """The sweep tables' mean ± std, with the number of runs behind it."""
+    return "—" if series.empty else f"{tables.mean_std(series)} (n={len(series)})"
 
 
 def comparison(name: str, results: pd.DataFrame, numbers: list[dict], setting: str) -> list[str]:

@@ -50,7 +50,9 @@ def run_points(lab: str, todo: list[tuple[dict, list[str]]], jobs: int, report) 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # Workers terminated on Ctrl-C leave their queue's semaphores to multiprocessing's resource tracker,
     # which frees them but would print a warning; it takes its warning filters from this list.
-    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
+    quiet_tracker = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet_tracker not in sys.warnoptions:  # once per process, however many sweeps it runs
+        sys.warnoptions.append(quiet_tracker)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                                initargs=(threads,))
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers start ignoring Ctrl-C, before imports

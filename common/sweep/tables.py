@@ -37,13 +37,14 @@ def summarize(results: pd.DataFrame, axes: list[str], metrics: list[str]) -> str
              "|" + "---|" * (len(config) + 2 + len(metrics))]
     for key, group in groups_by(results, config):
         statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
-        cells = [_mean_std(pd.to_numeric(group[m], errors="coerce") if m in group else None) for m in metrics]
+        cells = [mean_std(pd.to_numeric(group[m], errors="coerce") if m in group else None) for m in metrics]
         labels = ["—" if pd.isna(k) else str(k) for k in key]
         lines.append("| " + " | ".join(labels + [str(len(group)), statuses] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _mean_std(values) -> str:
+def mean_std(values) -> str:
+    """Mean ± std of the values (the value alone when there is one; — when there are none)."""
     if values is None or values.dropna().empty:
         return "—"
     values = values.dropna()
