@@ -3,12 +3,13 @@
 # make reproduce SCALE=smoke|full - every sweep of the report, then report/REPORT.md
 # make lint   - ruff (also the first step of make test)
 # make bench  - benchmarks (ratios measured side by side)
+# make gpu-check - on a CUDA machine: every lab a few steps on the GPU (device, bf16, channels-last, loss, DDP, speed)
 VENV ?= .venv
 SCALE ?= smoke
 PYTHON := $(abspath $(VENV))/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup fashion-mnist demo lint test reproduce bench clean
+.PHONY: setup fashion-mnist demo lint test reproduce bench gpu-check clean
 
 setup: $(VENV)/.installed fashion-mnist
 
@@ -47,6 +48,10 @@ reproduce: setup
 
 bench: setup
 	for script in bench/*.py; do $(PYTHON) $$script || exit $$?; done
+
+# Without CUDA it says so and exits 0; `python -m common.gpu_check --device cpu` runs the checks on the CPU.
+gpu-check: setup
+	$(PYTHON) -m common.gpu_check
 
 clean:
 	rm -rf runs report

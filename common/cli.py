@@ -5,6 +5,7 @@ import signal
 import sys
 import traceback
 
+from common import distributed
 from common.errors import UsageError
 from common.runs import abandon_active_runs
 
@@ -85,6 +86,17 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # SIGTERM ends a run like Ctrl-C: one line, the folder left unfinished
 
 
+_terminate.raises_keyboard_interrupt = True  # a checkpointing Run may defer it to the end of an epoch
+
+
+def add_checkpointing(parser: argparse.ArgumentParser, every: int) -> None:
+    """--resume and --checkpoint-every: last.pt every N epochs and on Ctrl-C/SIGTERM (common.runs.Run)."""
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --out from its last.pt (same flags)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=every, metavar="N",
+                        help=f"write last.pt every N epochs, and on Ctrl-C or SIGTERM ({every})")
+
+
 def run(main) -> None:
     """Call a lab's (or a tool's) main() and turn every way it can end badly into one line on stderr:
     bad input (UsageError) exit 2; Ctrl-C or SIGTERM exit 130, the run's folder left unfinished; anything
@@ -92,14 +104,17 @@ def run(main) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
+        distributed.shutdown()
     except UsageError as error:
         abandon_active_runs()
-        print(f"error: {error}", file=sys.stderr)
+        if distributed.is_main():  # every DDP process parses the same flags: one line, not one per process
+            print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        left = abandon_active_runs()
-        where = f": {', '.join(map(str, left))} left unfinished (no summary.json)" if left else ""
-        print(f"interrupted{where}", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not turn the cleanup into a traceback
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        notes = abandon_active_runs()
+        print("interrupted" + "".join(f": {note}" for note in notes), file=sys.stderr)
         sys.exit(130)
     except Exception as error:  # anything unexpected: one line, the traceback only when asked for
         abandon_active_runs()

@@ -1,4 +1,5 @@
 """Device selection, seeding and mixed precision."""
+import os
 import random
 from contextlib import contextmanager, nullcontext
 
@@ -26,8 +27,11 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full float32 elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full float32 elsewhere. LABS_FORCE_BF16=1
+    turns it on for the CPU too, so that the GPU path runs where no GPU is (python -m common.gpu_check --device cpu)."""
+    if device.type == "cuda" or (device.type == "cpu" and os.environ.get("LABS_FORCE_BF16") == "1"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 @contextmanager

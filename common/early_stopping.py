@@ -50,10 +50,21 @@ class EarlyStopping:
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return "early_stopped" if self.should_stop else "ok"
 
+    FIELDS = ("best", "best_epoch", "best_tiebreak", "epochs_without_improvement", "should_stop", "best_state")
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, state[name])
+
     def restore_best(self, model, path) -> bool:
-        """Load the best epoch's weights into model and save them to path; False when there were none."""
+        """Load the best epoch's weights into model and save them to path (unless None: a DDP process
+        other than rank 0); False when there were none."""
         if self.best_state is None:
             return False
         model.load_state_dict(self.best_state)
-        torch.save(self.best_state, path)
+        if path is not None:
+            torch.save(self.best_state, path)
         return True

@@ -1,4 +1,5 @@
 """Running totals of a classification epoch, shared by the labs that count correct predictions."""
+from common import distributed
 
 
 class Tally:
@@ -14,5 +15,6 @@ class Tally:
         self.count += len(labels)
 
     def mean(self) -> dict:
-        """{"loss": mean loss, "acc": share of correct predictions}."""
-        return {"loss": float(self.loss) / self.count, "acc": int(self.correct) / self.count}
+        """{"loss": mean loss, "acc": share of correct predictions}, over every DDP process's examples."""
+        loss, correct, count = distributed.all_sum(self.loss, self.correct, self.count)
+        return {"loss": float(loss) / count, "acc": int(correct) / count}

@@ -64,6 +64,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=cli.non_negative_int, default=0,
                         help="minibatch size; 0 = full batch, as in the report (0)")
     cli.add_patience(parser, None, "validation MSE")
+    cli.add_checkpointing(parser, every=100)
     args = parser.parse_args(argv)
     if args.optimizer == "lbfgs" and args.batch_size:
         raise cli.UsageError("--optimizer lbfgs works on the full batch only; drop --batch-size")
@@ -190,8 +191,9 @@ def main(argv=None) -> dict:
     run = Run("lab1_fnn", args, device)
 
     stopper = EarlyStopping(args.patience)
+    first_epoch, status = run.resume(model=model, optimizer=optimizer, stopper=stopper), "ok"
     postfix_every = max(1, args.epochs // 200)
-    progress = tqdm(range(1, args.epochs + 1), desc="lab1", disable=args.quiet, leave=False)
+    progress = tqdm(range(first_epoch, args.epochs + 1), desc="lab1", disable=args.quiet, leave=False)
     for epoch in progress:
         train_metrics = train_one_epoch(model, optimizer, x_train, y_train, args.batch_size)
         val_metrics = evaluate(model, x_val, y_val)
@@ -199,6 +201,7 @@ def main(argv=None) -> dict:
         status = stopper.update(model, epoch, val_metrics["mse"], losses=(train_metrics["mse"],))
         if status != "ok":
             break
+        run.checkpoint(epoch, model=model, optimizer=optimizer, stopper=stopper)
         if epoch % postfix_every == 0:
             progress.set_postfix(train=f"{train_metrics['mse']:.2e}", val=f"{val_metrics['mse']:.2e}", refresh=False)
     progress.close()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from common import distributed
 from common.data import balanced_subset, download_and_extract, seeded_permutation
 from common.errors import UsageError
 
@@ -233,13 +234,17 @@ class Batches:
         self.mean, self.std = mean.to(device), std.to(device)
 
     def __call__(self, indices, batch_size, shuffle=False, augmented=False):
-        if shuffle:
-            indices = indices[torch.randperm(len(indices))]
+        """(x, y, n): this process's rows of each global batch of n images (all of them in one process)."""
+        if shuffle:  # rank 0's shuffle on every DDP process
+            indices = indices[distributed.main_tensor(torch.randperm(len(indices)))]
+        smallest = 2 * distributed.world() if shuffle else 1  # batch norm cannot train on one image
         for idx in indices.split(batch_size):
-            if shuffle and len(idx) == 1:  # a training batch of one image: batch norm cannot train on it
+            n = len(idx)
+            idx = idx[distributed.my_rows(n)]
+            if n < smallest or not len(idx):
                 continue
             idx = idx.to(self.x.device)
             x = (self.x[idx].float() / 255 - self.mean) / self.std
             if augmented:
                 x = augment(x)
-            yield x.contiguous(memory_format=torch.channels_last), self.y[idx]
+            yield x.contiguous(memory_format=torch.channels_last), self.y[idx], n

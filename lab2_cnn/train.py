@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import cli
+from common import cli, distributed
 from common.device import allocating, autocast, seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.metrics import Tally
@@ -65,6 +65,7 @@ def parse_args(argv=None):
     parser.add_argument("--weight-decay", type=cli.non_negative_float, default=5e-4, help="L2 penalty (5e-4)")
     parser.add_argument("--epochs", type=cli.positive_int, default=10)
     cli.add_patience(parser, 2, "validation loss", wait_alias=True)
+    cli.add_checkpointing(parser, every=1)
     parser.add_argument("--batch-size", type=cli.positive_int, default=128)
     parser.add_argument("--workers", type=cli.positive_int, default=4, help="threads that decode JPEG files (4)")
     parser.add_argument("--skip-bad-images", action="store_true",
@@ -92,12 +93,12 @@ def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augment
     """One shuffled pass over the training images: mean loss and top-1 accuracy."""
     model.train()
     tally = Tally()
-    for x, y in batches(indices, batch_size, shuffle=True, augmented=augmented):
+    for x, y, n in batches(indices, batch_size, shuffle=True, augmented=augmented):
         with precision:
             logits = model(x)
             loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * distributed.gradient_weight(len(y), n)).backward()
         optimizer.step()
         tally.add(loss, logits, y)
         progress.update(len(y))
@@ -106,10 +107,12 @@ def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augment
 
 @torch.no_grad()
 def evaluate(model, batches, indices, batch_size: int, precision) -> dict:
-    """Mean loss, top-1, top-5 and the confusion matrix (rows: true class, columns: predicted)."""
+    """Mean loss, top-1, top-5 and the confusion matrix (rows: true class, columns: predicted), over
+    every DDP process's share of the images."""
     model.eval()
+    distributed.share_buffers(model)  # without SyncBatchNorm (CPU), every process scores rank 0's model
     total_loss, top1, top5, confusion = 0.0, 0, 0, None
-    for x, y in batches(indices, 4 * batch_size):
+    for x, y, _ in batches(indices, 4 * batch_size):
         with precision:
             logits = model(x).float()
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
@@ -119,13 +122,14 @@ def evaluate(model, batches, indices, batch_size: int, precision) -> dict:
         k = logits.shape[1]
         counts = torch.bincount(y * k + best[:, 0], minlength=k * k).view(k, k)
         confusion = counts if confusion is None else confusion + counts
+    total_loss, top1, top5, confusion = distributed.all_sum(total_loss, top1, top5, confusion)
     n = len(indices)
     return {"loss": total_loss / n, "top1": top1 / n, "top5": top5 / n, "confusion": confusion.cpu()}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device = select_device(args.device)
+    device = distributed.setup(select_device(args.device))
     seed_everything(args.seed)
     images = datasets.load(args.dataset, Path(args.data_root), args.workers, args.skip_bad_images)
     train_idx, val_idx, test_idx = datasets.split(images, args.val_fraction, args.seed, args.limit_train,
@@ -142,6 +146,7 @@ def main(argv=None) -> dict:
                             norm=args.norm == "batch", dropout=args.dropout, residual=args.residual,
                             block_norm=block_norm == "batch", block_dropout=args.block_dropout).to(device)
     model = model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on CPU (oneDNN)
+    trainer = distributed.wrap(model, device)  # DDP under torchrun; model itself in one process
     if args.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=0.9, weight_decay=args.weight_decay)
     else:
@@ -150,28 +155,35 @@ def main(argv=None) -> dict:
     run = Run("lab2_cnn", args, device)
 
     stopper = EarlyStopping(args.patience)
-    for epoch in range(1, args.epochs + 1):
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "stopper": stopper}
+    first_epoch, status = run.resume(**state), "ok"
+    for epoch in range(first_epoch, args.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         with tqdm(total=len(train_idx), desc=f"epoch {epoch}", unit="img", disable=args.quiet, leave=False) as bar:
-            train_metrics = train_one_epoch(model, optimizer, train_batches, train_idx, args.batch_size,
+            train_metrics = train_one_epoch(trainer, optimizer, train_batches, train_idx, args.batch_size,
                                             args.augment, precision, bar)
         val_metrics = evaluate(model, train_batches, val_idx, args.batch_size, precision)
         scheduler.step()
         run.log(epoch=epoch, show=True, train_loss=train_metrics["loss"], train_acc=train_metrics["acc"],
                 val_loss=val_metrics["loss"], val_acc=val_metrics["top1"], lr=lr)
-        status = stopper.update(model, epoch, val_metrics["loss"], losses=(train_metrics["loss"],))
+        status = distributed.main_object(stopper.update(model, epoch, val_metrics["loss"],
+                                                        losses=(train_metrics["loss"],)))
         if status != "ok":
             break
+        run.checkpoint(epoch, **state)
 
     history = run.history
-    plot_train_val(run.path("loss_curves.png"), history, "loss", "cross-entropy", title=f"{args.dataset}: loss")
-    plot_train_val(run.path("accuracy_curves.png"), history, "acc", "top-1 accuracy",
-                   title=f"{args.dataset}: accuracy")
+    if run.writes:
+        plot_train_val(run.path("loss_curves.png"), history, "loss", "cross-entropy", title=f"{args.dataset}: loss")
+        plot_train_val(run.path("accuracy_curves.png"), history, "acc", "top-1 accuracy",
+                       title=f"{args.dataset}: accuracy")
     summary = {"best_val_loss": None, "best_epoch": None, "test_top1": None, "test_top5": None}
     if stopper.restore_best(model, run.path("best.pt")):
         test_metrics = evaluate(model, test_batches, test_idx, args.batch_size, precision)
-        plot_confusion(run.path("confusion_matrix.png"), test_metrics["confusion"].numpy(), images.classes,
-                       title=f"{args.dataset} test set, best-validation model (top-1 {test_metrics['top1']:.3f})")
+        if run.writes:
+            plot_confusion(run.path("confusion_matrix.png"), test_metrics["confusion"].numpy(), images.classes,
+                           title=f"{args.dataset} test set, best-validation model (top-1 "
+                                 f"{test_metrics['top1']:.3f})")
         summary = {"best_val_loss": stopper.best, "best_epoch": stopper.best_epoch,
                    "test_top1": test_metrics["top1"], "test_top5": test_metrics["top5"],
                    "best_val_acc": history["val_acc"][stopper.best_epoch - 1]}

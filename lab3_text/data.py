@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import distributed
 from common.data import balanced_subset, download_and_extract, package_file, seeded_permutation
 from common.errors import UsageError
 
@@ -203,11 +204,20 @@ def pad_batch(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor
 
 
 def batches(sequences: list[list[int]], labels: list[int], batch_size: int, pad_id: int, device, shuffle: bool):
-    """(ids, lengths, labels) per length-bucketed batch; ids padded to the batch's longest sequence:
+    """(ids, lengths, labels, n): this process's rows of each length-bucketed global batch of n texts
+    (all of them in one process); ids padded to the longest sequence of those rows:
 
         ids      (B, T_max) on device   lengths (B,) on the CPU (pack_padded_sequence wants them there)
         labels   (B,) on device
     """
-    for batch in bucketed_batches([len(s) for s in sequences], batch_size, shuffle):
+    plan = bucketed_batches([len(s) for s in sequences], batch_size, shuffle)
+    if shuffle:  # rank 0's shuffle on every DDP process
+        plan = distributed.main_object(plan)
+    smallest = distributed.world() if shuffle else 1  # every process trains on a row of every batch, or none does
+    for batch in plan:
+        n = len(batch)
+        batch = batch[distributed.my_rows(n)]
+        if n < smallest or not batch:
+            continue
         ids, lengths = pad_batch([sequences[i] for i in batch], pad_id)
-        yield ids.to(device), lengths, torch.tensor([labels[i] for i in batch], device=device)
+        yield ids.to(device), lengths, torch.tensor([labels[i] for i in batch], device=device), n

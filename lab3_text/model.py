@@ -2,6 +2,7 @@
 key-padding mask built from the true lengths, and a pretrained BERT from transformers; where the
 BERT weights come from."""
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -50,7 +51,11 @@ class RecurrentClassifier(nn.Module):
     def forward(self, ids, lengths):
         packed = pack_padded_sequence(self.dropout(self.embed(ids)), lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
-        _, hidden = self.rnn(packed)
+        # cuDNN's autocast runs an RNN in float16 whatever dtype was asked for, and float16 gradients without
+        # loss scaling underflow: the recurrence stays float32 (embedding and classifier still autocast).
+        device = ids.device.type
+        with torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext():
+            _, hidden = self.rnn(packed)
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c)
         directions = 2 if self.rnn.bidirectional else 1
         last = hidden[-directions:].transpose(0, 1).reshape(len(ids), -1)

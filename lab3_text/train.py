@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import cli
+from common import cli, distributed
 from common.device import allocating, autocast, seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.metrics import Tally
@@ -54,6 +54,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-len", type=cli.positive_int, default=256, help="tokens kept per text (256)")
     parser.add_argument("--epochs", type=cli.positive_int, default=10)
     cli.add_patience(parser, 2, "validation accuracy (ties: lower loss)", wait_alias=True)
+    cli.add_checkpointing(parser, every=1)
     parser.add_argument("--lr", type=cli.positive_float, default=None,
                         help="default: rnn 1e-3, lstm 2e-3, transformer 5e-4, bert 5e-5")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64)
@@ -106,14 +107,14 @@ def classify(model, ids, lengths, labels, precision):
 
 
 def train_one_epoch(model, optimizer, scheduler, batches, clip: float, precision, progress) -> dict:
-    """One pass over (ids, lengths, labels) batches: mean loss and accuracy. The scheduler (bert's)
+    """One pass over (ids, lengths, labels, n) batches: mean loss and accuracy. The scheduler (bert's)
     steps every batch."""
     model.train()
     tally = Tally()
-    for ids, lengths, y in batches:
+    for ids, lengths, y, n in batches:
         logits, loss = classify(model, ids, lengths, y, precision)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * distributed.gradient_weight(len(y), n)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         if scheduler:
@@ -125,10 +126,10 @@ def train_one_epoch(model, optimizer, scheduler, batches, clip: float, precision
 
 @torch.no_grad()
 def evaluate(model, batches, precision) -> dict:
-    """Mean loss and accuracy over (ids, lengths, labels) batches."""
+    """Mean loss and accuracy over (ids, lengths, labels, n) batches (every DDP process's share)."""
     model.eval()
     tally = Tally()
-    for ids, lengths, y in batches:
+    for ids, lengths, y, _ in batches:
         logits, loss = classify(model, ids, lengths, y, precision)
         tally.add(loss, logits, y)
     return tally.mean()
@@ -137,7 +138,7 @@ def evaluate(model, batches, precision) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     resolve_inputs(args)
-    device = select_device(args.device)
+    device = distributed.setup(select_device(args.device))
     seed_everything(args.seed)
     texts = data.load_texts(args.dataset, Path(args.data_root), args.seed)
     train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
@@ -150,6 +151,7 @@ def main(argv=None) -> dict:
     except OSError as error:  # a BERT name that cannot be fetched, a folder without a model
         raise cli.UsageError(f"--bert-model {args.bert_model}: {str(error).splitlines()[0]}") from None
     model = model.to(device)
+    trainer = distributed.wrap(model, device)  # DDP under torchrun; model itself in one process
     precision = autocast(device)
 
     def batches(split, shuffle=False):
@@ -164,25 +166,32 @@ def main(argv=None) -> dict:
     run = Run("lab3_text", args, device)
 
     stopper = EarlyStopping(args.patience, mode="max")
-    for epoch in range(1, args.epochs + 1):
+    state = {"model": model, "optimizer": optimizer, "stopper": stopper}
+    if scheduler:
+        state["scheduler"] = scheduler
+    first_epoch, status = run.resume(**state), "ok"
+    for epoch in range(first_epoch, args.epochs + 1):
         started = time.perf_counter()
         with tqdm(total=len(train[0]), desc=f"epoch {epoch}", unit="text", disable=args.quiet, leave=False) as bar:
-            train_metrics = train_one_epoch(model, optimizer, scheduler, batches(train, shuffle=True), args.clip,
+            train_metrics = train_one_epoch(trainer, optimizer, scheduler, batches(train, shuffle=True), args.clip,
                                             precision, bar)
         seconds = time.perf_counter() - started
         lr = optimizer.param_groups[0]["lr"]  # at the end of the epoch (bert's schedule changes it every step)
         val_metrics = evaluate(model, batches(val), precision)
         run.log(epoch=epoch, show=True, train_loss=train_metrics["loss"], train_acc=train_metrics["acc"],
                 val_loss=val_metrics["loss"], val_acc=val_metrics["acc"], lr=lr, seconds=seconds)
-        status = stopper.update(model, epoch, val_metrics["acc"], losses=(train_metrics["loss"], val_metrics["loss"]),
-                                tiebreak=val_metrics["loss"])
+        status = distributed.main_object(stopper.update(
+            model, epoch, val_metrics["acc"], losses=(train_metrics["loss"], val_metrics["loss"]),
+            tiebreak=val_metrics["loss"]))
         if status != "ok":
             break
+        run.checkpoint(epoch, **state)
 
     history = run.history
     title = f"{args.model} on {args.dataset}, train rate {args.train_rate:g}"
-    plot_train_val(run.path("loss_curves.png"), history, "loss", "cross-entropy", title=title)
-    plot_train_val(run.path("accuracy_curves.png"), history, "acc", "accuracy", title=title)
+    if run.writes:
+        plot_train_val(run.path("loss_curves.png"), history, "loss", "cross-entropy", title=title)
+        plot_train_val(run.path("accuracy_curves.png"), history, "acc", "accuracy", title=title)
     have_best = stopper.restore_best(model, run.path("best.pt"))
     test_acc = evaluate(model, batches(test), precision)["acc"] if have_best else None
     best = stopper.best_epoch

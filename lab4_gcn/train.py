@@ -55,6 +55,7 @@ def parse_args(argv=None):
                         help="default: node 5e-4; link 0 (decay shrinks the embeddings the dot product scores)")
     parser.add_argument("--epochs", type=cli.positive_int, default=200)
     cli.add_patience(parser, 50, "validation score (ties: lower loss)", wait_alias=True)
+    cli.add_checkpointing(parser, every=25)
     parser.add_argument("--graphs-per-batch", type=cli.positive_int, default=2, help="ppi: graphs per step (2)")
     args = parser.parse_args(argv)
     if args.weight_decay is None:
@@ -174,7 +175,8 @@ def main(argv=None) -> dict:
     run = Run("lab4_gcn", args, device)
 
     stopper = EarlyStopping(args.patience, mode="max")
-    for epoch in tqdm(range(1, args.epochs + 1), desc="lab4", disable=args.quiet, leave=False):
+    first_epoch, status = run.resume(model=model, optimizer=optimizer, stopper=stopper), "ok"
+    for epoch in tqdm(range(first_epoch, args.epochs + 1), desc="lab4", disable=args.quiet, leave=False):
         train_metrics = train_one_epoch(model, optimizer, train, args)
         val_metrics = evaluate(model, val, args)
         run.log(epoch=epoch, train_loss=train_metrics["loss"], train_score=train_metrics["score"],
@@ -183,6 +185,7 @@ def main(argv=None) -> dict:
                                 tiebreak=val_metrics["loss"])
         if status != "ok":
             break
+        run.checkpoint(epoch, model=model, optimizer=optimizer, stopper=stopper)
 
     history = run.history
     title = f"{args.dataset} {args.task}: {args.layers} layers, {args.activation}, self-loop {args.self_loop}, " \

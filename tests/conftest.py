@@ -1,5 +1,6 @@
 import os
 
+import pandas as pd
 import pytest
 import torch
 
@@ -21,3 +22,48 @@ def run_cli(capsys):
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         return code, err
     return call
+
+
+@pytest.fixture
+def torchrun():
+    """Run a script as torchrun does on one machine: 2 processes, gloo on the CPU."""
+    import subprocess
+    import sys
+
+    def call(script, argv):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                   str(script), *argv]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return call
+
+
+@pytest.fixture
+def interrupted_and_resumed(tmp_path, run_cli, monkeypatch):
+    """Check that a lab run interrupted (Ctrl-C inside its 3rd epoch, last.pt after the 2nd) and resumed
+    ends with the history and summary of the same run uninterrupted."""
+    def check(module, flags):
+        flags = [*flags, "--quiet", "--checkpoint-every", "1"]
+        whole = module.main([*flags, "--out", str(tmp_path / "whole")])
+        original, calls = module.train_one_epoch, []
+
+        def train_one_epoch(*args, **kwargs):  # in this process: no signal, so nothing is deferred
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "train_one_epoch", train_one_epoch)
+            code, err = run_cli(module.main, [*flags, "--out", str(tmp_path / "cut")])
+        assert code == 130 and err == [f"interrupted: {tmp_path / 'cut'} stopped after epoch 2 (last.pt); to "
+                                       f"continue it, run the same command with --resume --out {tmp_path / 'cut'}"]
+        torch.manual_seed(123)  # the resumed run must not depend on the state this process is in
+        resumed = module.main([*flags, "--out", str(tmp_path / "cut"), "--resume"])
+        whole_history, cut_history = (pd.read_csv(tmp_path / name / "history.csv") for name in ("whole", "cut"))
+        pd.testing.assert_frame_equal(whole_history.drop(columns="seconds", errors="ignore"),
+                                      cut_history.drop(columns="seconds", errors="ignore"), check_exact=True)
+        varies = ("wall_seconds", "out", "seconds_per_epoch")  # times
+        assert {k: v for k, v in whole.items() if k not in varies} == \
+            {k: v for k, v in resumed.items() if k not in varies}
+        assert whole["epochs_run"] > 3
+    return check

@@ -1,8 +1,10 @@
 import csv
 import json
 import math
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +202,38 @@ def test_report_hidden_layers_are_one_shared_untrained_matrix(tmp_path):
     assert torch.equal(state["frozen_bias"], start.frozen_bias)
     assert not torch.equal(state["input.weight"], start.input.weight)  # while the registered layers trained
     assert train.parse_args([]).hidden_layers == "trained"
+
+
+def same_run(first: Path, second: Path) -> None:
+    """Two run folders hold the same history and summary (but for time and place)."""
+    assert (first / "history.csv").read_text() == (second / "history.csv").read_text()
+    a, b = (json.loads((folder / "summary.json").read_text()) for folder in (first, second))
+    assert {k: v for k, v in a.items() if k not in ("wall_seconds", "out")} == \
+        {k: v for k, v in b.items() if k not in ("wall_seconds", "out")}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_a_killed_run_resumes_to_the_uninterrupted_history_and_summary(tmp_path, signum):
+    """SIGINT: the epoch under way finishes and is saved. SIGKILL: nothing is saved; the history written
+    after last.pt's epoch is cut back on resume, so no epoch appears twice."""
+    flags = [*TINY, "--epochs", "1000", "--batch-size", "32", "--optimizer", "adam", "--lr", "3e-3",
+             "--patience", "400", "--checkpoint-every", "100"]
+    train.main([*flags, "--out", str(tmp_path / "whole")])
+    command = [sys.executable, str(ROOT / "lab1_fnn/train.py"), *flags, "--out", str(tmp_path / "cut")]
+    killed = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "cut/last.pt").exists():  # a checkpoint, then epochs beyond it
+        assert time.time() < deadline and killed.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.1)
+    killed.send_signal(signum)
+    _, err = killed.communicate(timeout=60)
+    assert not (tmp_path / "cut/summary.json").exists()
+    if signum == signal.SIGINT:
+        assert killed.returncode == 130 and err.count("\n") == 2  # "stopping after epoch N", then the note
+        assert f"to continue it, run the same command with --resume --out {tmp_path / 'cut'}" in err
+    refused = subprocess.run(command, capture_output=True, text=True)
+    assert refused.returncode == 2 and "add --resume" in refused.stderr and refused.stderr.count("\n") == 1
+    subprocess.run([*command, "--resume"], check=True)
+    same_run(tmp_path / "whole", tmp_path / "cut")
+    assert not (tmp_path / "cut/last.pt").exists()  # a finished run keeps best.pt only

@@ -340,3 +340,24 @@ def test_too_few_training_images_and_a_final_batch_of_one(fashion_root, tmp_path
     summary = train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--limit-train", "11",
                           "--batch-size", "3", "--epochs", "1", "--quiet", "--out", str(tmp_path / "b")])
     assert summary["status"] == "ok" and summary["train_examples"] == 10
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(fashion_root, interrupted_and_resumed):
+    interrupted_and_resumed(train, ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "5",
+                                    "--patience", "5", "--limit-train", "200", "--augment", "--dropout", "0.1"])
+
+
+def test_two_torchrun_processes_train_as_one_on_the_same_global_batches(fashion_root, tmp_path, torchrun):
+    """No batch norm or dropout: the DDP run's numbers equal one process's up to float rounding."""
+    flags = ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--norm", "none", "--epochs", "3",
+             "--optimizer", "adam", "--lr", "1e-2", "--batch-size", "32", "--limit-train", "300", "--quiet"]
+    one = train.main([*flags, "--out", str(tmp_path / "one")])
+    two = torchrun(train.__file__, [*flags, "--out", str(tmp_path / "runs/two")])
+    assert two.returncode == 0, two.stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["two"]  # rank 0 alone wrote, one folder
+    summary = json.loads((tmp_path / "runs/two/summary.json").read_text())
+    assert json.loads((tmp_path / "runs/two/config.json").read_text())["environment"]["processes"] == 2
+    assert one["test_top1"] > 0.5 and summary["test_top1"] == pytest.approx(one["test_top1"], abs=1e-9)
+    for key in ("best_val_loss", "test_top5", "best_val_acc"):
+        assert summary[key] == pytest.approx(one[key], rel=1e-4)
+    assert summary["best_epoch"] == one["best_epoch"] and summary["train_examples"] == one["train_examples"]

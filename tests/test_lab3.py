@@ -247,3 +247,39 @@ def test_a_bert_folder_without_a_model_is_one_line(tmp_path, run_cli):
                                      "--out", str(tmp_path / "run")])
     assert code == 2 and len(err) == 1 and "the folder holds no model (no config.json)" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+@needs_corpus
+def test_two_torchrun_processes_train_as_one_and_only_rank_0_writes(tmp_path, torchrun):
+    """No dropout: the DDP run's numbers equal one process's up to float rounding. The length-bucketed
+    plan is rank 0's; each process trains on its slice of every global batch."""
+    flags = ["--model", "lstm", "--limit-train", "400", "--epochs", "3", "--batch-size", "30", "--dropout", "0",
+             "--embed-dim", "32", "--hidden-size", "32", "--quiet"]
+    one = train.main([*flags, "--out", str(tmp_path / "one")])
+    two = torchrun(train.__file__, [*flags, "--out", str(tmp_path / "runs/two")])
+    assert two.returncode == 0, two.stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["two"]
+    summary = json.loads((tmp_path / "runs/two/summary.json").read_text())
+    assert summary["test_acc"] == pytest.approx(one["test_acc"], abs=1e-9) and one["test_acc"] > 0.5
+    assert summary["best_val_loss"] == pytest.approx(one["best_val_loss"], rel=1e-4)
+    assert summary["best_epoch"] == one["best_epoch"] and summary["train_examples"] == one["train_examples"]
+
+
+def test_a_ddp_process_takes_its_slice_of_every_global_batch(monkeypatch):
+    from common import distributed
+    sequences, ids = [[1] * (i % 7 + 1) for i in range(23)], list(range(23))  # "labels" that name the text
+    seen = []
+    monkeypatch.setattr(distributed, "world", lambda: 3)
+    for rank in (0, 1, 2):
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        batches = list(data.batches(sequences, ids, 5, 0, "cpu", shuffle=False))
+        assert [n for *_, n in batches] == [5, 5, 5, 5, 3]
+        assert [len(y) for _, _, y, _ in batches] == ([1] * 4 if rank == 0 else [2] * 4) + [1]
+        seen += [i for _, _, y, _ in batches for i in y.tolist()]
+    assert sorted(seen) == ids  # each text in exactly one process's share
+
+
+@needs_corpus
+def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(interrupted_and_resumed):
+    interrupted_and_resumed(train, ["--model", "lstm", "--limit-train", "200", "--epochs", "4", "--embed-dim", "16",
+                                    "--hidden-size", "16"])

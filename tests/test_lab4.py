@@ -286,3 +286,9 @@ def test_a_crafted_ppi_processed_file_is_never_loaded(tmp_path):
     summary = train.main(["--dataset", "ppi", "--data-root", str(root), "--epochs", "2", "--quiet",
                           "--out", str(tmp_path / "run")])
     assert summary["status"] == "ok" and not (tmp_path / "marker").exists()
+
+
+@pytest.mark.parametrize("task", ["node", "link"])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(interrupted_and_resumed, task):
+    """link draws its negative edges from Python's random module: last.pt keeps that stream too."""
+    interrupted_and_resumed(train, ["--task", task, "--epochs", "6", "--hidden", "8", "--drop-edge", "0.2"])

@@ -40,11 +40,58 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_an_interrupt_leaves_it_u
     assert f"is in use by process {first.pid}" in second.stderr
     first.send_signal(signum)
     _, err = first.communicate(timeout=30)
-    assert first.returncode == 130 and err.strip() == f"interrupted: {out} left unfinished (no summary.json)"
+    stopping, note = err.strip().splitlines()
+    epoch = int(stopping.split()[3])  # "stopping after epoch N to save it in last.pt ..."
+    assert first.returncode == 130 and note == (f"interrupted: {out} stopped after epoch {epoch} (last.pt); to "
+                                                f"continue it, run the same command with --resume --out {out}")
+    assert int((out / "history.csv").read_text().splitlines()[-1].split(",")[0]) == epoch
     assert (out / "config.json").exists() and not (out / "summary.json").exists()
     assert json.loads((out / "config.json").read_text())["seed"] == 0  # the second run wrote nothing
     third = subprocess.run([*LAB1, "--epochs", "5", "--out", str(out)], capture_output=True, text=True)
     assert third.returncode == 2 and "holds an unfinished run" in third.stderr and third.stderr.count("\n") == 1
+
+
+def resume_flags(tmp_path, run_cli, monkeypatch):
+    """An interrupted lab 1 run (last.pt after epoch 4); its flags."""
+    flags = ["--n-points", "60", "--width", "4", "--epochs", "10", "--checkpoint-every", "2", "--quiet",
+             "--out", str(tmp_path / "cut")]
+    original, calls = lab1.train_one_epoch, []
+
+    def train_one_epoch(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return original(*args)
+    with monkeypatch.context() as patch:
+        patch.setattr(lab1, "train_one_epoch", train_one_epoch)
+        assert run_cli(lab1.main, flags)[0] == 130
+    return flags
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda flags, out: [*flags, "--width", "5"], "--width differ from the interrupted run's config.json"),
+    (lambda flags, out: [a for a in flags if a not in ("--out", str(out))], "--resume needs --out"),
+    (lambda flags, out: [*flags, "--out", str(out.parent / "none")], "holds no run to continue (no config.json)"),
+    (lambda flags, out: (out / "last.pt").write_bytes(b"junk") and flags, "last.pt cannot be read"),
+    (lambda flags, out: (out / "last.pt").unlink() or flags, "has no last.pt (interrupted before its first"),
+    (lambda flags, out: (out / "summary.json").write_text("{}") and flags, "holds a finished run"),
+])
+def test_resume_refusals_are_one_line_and_change_nothing(tmp_path, run_cli, monkeypatch, change, message):
+    flags = resume_flags(tmp_path, run_cli, monkeypatch)
+    out = tmp_path / "cut"
+    argv = change(flags, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    code, err = run_cli(lab1.main, [*argv, "--resume"])
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
+
+
+def test_resume_may_change_where_and_how_a_run_runs_not_what_it_computes(tmp_path, run_cli, monkeypatch):
+    flags = resume_flags(tmp_path, run_cli, monkeypatch)
+    summary = lab1.main([*flags, "--resume", "--checkpoint-every", "3", "--device", "cpu"])
+    assert summary["status"] == "ok" and summary["epochs_run"] == 10
+    epochs = [int(line.split(",")[0]) for line in (tmp_path / "cut/history.csv").read_text().splitlines()[1:]]
+    assert epochs == list(range(1, 11))
 
 
 @pytest.mark.parametrize("make, message", [
