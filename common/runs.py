@@ -131,6 +131,15 @@ def abandon_active_runs() -> list[str]:
     return notes
 
 
+def _read(path: Path, parse):
+    """parse(text of path); a missing or damaged file of a run to resume is a usage error, in one line."""
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, csv.Error) as error:
+        raise UsageError(f"--resume: {path} cannot be read ({type(error).__name__}); the run cannot be "
+                         f"resumed") from None
+
+
 def _config_value(value):
     return json.loads(json.dumps(_clean(value)))  # as config.json holds it: tuples as lists, inf as null
 
@@ -149,6 +158,9 @@ class Run:
     history in memory, path() is None, and resume() reads rank 0's last.pt."""
 
     def __init__(self, lab: str, args, device: torch.device):
+        if distributed.launched() and distributed.world() == 1:  # every process would run the whole run
+            raise UsageError(f"{lab} runs in one process: run it with python, not torchrun (labs 2 and 3 use "
+                             f"torchrun's processes)")
         self.writes = distributed.is_main()
         self.dir = Path(args.out) if args.out else default_out_dir(lab) if self.writes else None
         self.resumed = getattr(args, "resume", False)
@@ -193,8 +205,9 @@ class Run:
 
     def _defer_interrupts(self) -> None:
         """Take over Ctrl-C and SIGTERM where they would raise KeyboardInterrupt (not where a sweep's worker
-        ignores them, nor outside the main thread, where Python allows no handler)."""
-        if threading.current_thread() is not threading.main_thread():
+        ignores them, nor outside the main thread, where Python allows no handler). Not under torchrun
+        either: its agent follows a Ctrl-C with SIGTERM, and processes cannot stop at different epochs."""
+        if threading.current_thread() is not threading.main_thread() or distributed.world() > 1:
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
             handler = signal.getsignal(signum)
@@ -208,6 +221,11 @@ class Run:
         below_progress_bar = "" if self.quiet else "\n"
         print(f"{below_progress_bar}stopping after epoch {self._last_epoch + 1} to save it in last.pt (interrupt "
               f"again to stop at once, from epoch {self._saved_epoch or 0})", file=sys.stderr, flush=True)
+
+    def epochs_done(self) -> None:
+        """Call after the epoch loop: from here an interrupt stops at once (last.pt already holds what the
+        remaining work, the best weights' test and figures, would need to be redone from)."""
+        self._restore_handlers()
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._handlers.items():
@@ -229,11 +247,14 @@ class Run:
         if not (self.dir / "last.pt").is_file():
             raise UsageError(f"--resume: --out {self.dir} has no last.pt (interrupted before its first checkpoint); "
                              f"delete it to start over")
-        recorded = json.loads((self.dir / "config.json").read_text())
+        recorded = _read(self.dir / "config.json", json.loads)
+        if not isinstance(recorded, dict):
+            raise UsageError(f"--resume: {self.dir / 'config.json'} is not a run's config; the run cannot be resumed")
         changed = sorted(f"--{key.replace('_', '-')}" for key, value in vars(args).items()
                          if key not in RESUME_MAY_CHANGE and recorded.get(key) != _config_value(value))
         if changed:
-            raise UsageError(f"--resume: {', '.join(changed)} differ from the interrupted run's config.json in "
+            raise UsageError(f"--resume: {', '.join(changed)} {'differs' if len(changed) == 1 else 'differ'} from "
+                             f"the interrupted run's config.json in "
                              f"{self.dir}; resume with the same flags")
         header, rows = self._load_last()
         text = io.StringIO()
@@ -250,11 +271,18 @@ class Run:
             raise UsageError(f"--resume: {self.dir / 'last.pt'} cannot be read ({type(error).__name__})") from None
         self.seconds_before = self.saved["seconds"]
         self._saved_epoch = self.saved["epoch"]
-        with open(self.dir / "history.csv", newline="") as file:
-            rows = list(csv.reader(file))
-        header, rows = rows[0], [row for row in rows[1:] if int(row[0]) <= self._saved_epoch]
-        for column, values in zip(header, zip(*rows, strict=True), strict=True):
-            self.history[column] = [int(v) if column == header[0] else float(v or "nan") for v in values]
+        header, *rows = _read(self.dir / "history.csv", lambda text: list(csv.reader(io.StringIO(text)))) or [[]]
+        rows = rows[:self._saved_epoch]
+        if [row[0] for row in rows] != [str(epoch) for epoch in range(1, self._saved_epoch + 1)] or \
+                any(len(row) != len(header) for row in rows):
+            raise UsageError(f"--resume: {self.dir / 'history.csv'} does not hold epochs 1..{self._saved_epoch}, "
+                             f"which last.pt continues; the run cannot be resumed")
+        try:
+            for column, values in zip(header, zip(*rows, strict=True), strict=True):
+                self.history[column] = [int(v) if column == header[0] else float(v or "nan") for v in values]
+        except ValueError:
+            raise UsageError(f"--resume: {self.dir / 'history.csv'} holds a value that is not a number; the run "
+                             f"cannot be resumed") from None
         return header, rows
 
     def resume(self, **objects) -> int:

@@ -205,6 +205,7 @@ def main(argv=None) -> dict:
         if epoch % postfix_every == 0:
             progress.set_postfix(train=f"{train_metrics['mse']:.2e}", val=f"{val_metrics['mse']:.2e}", refresh=False)
     progress.close()
+    run.epochs_done()
 
     final_train_mse = evaluate(model, x_train, y_train)["mse"]
     have_best = stopper.restore_best(model, run.path("best.pt"))

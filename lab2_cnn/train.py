@@ -111,7 +111,8 @@ def evaluate(model, batches, indices, batch_size: int, precision) -> dict:
     every DDP process's share of the images."""
     model.eval()
     distributed.share_buffers(model)  # without SyncBatchNorm (CPU), every process scores rank 0's model
-    total_loss, top1, top5, confusion = 0.0, 0, 0, None
+    k = model.classifier[-1].out_features
+    total_loss, top1, top5, confusion = 0.0, 0, 0, torch.zeros(k, k, dtype=torch.long, device=batches.x.device)
     for x, y, _ in batches(indices, 4 * batch_size):
         with precision:
             logits = model(x).float()
@@ -119,9 +120,7 @@ def evaluate(model, batches, indices, batch_size: int, precision) -> dict:
         best = logits.topk(min(5, logits.shape[1]), dim=1).indices
         top1 += (best[:, 0] == y).sum().item()
         top5 += (best == y[:, None]).any(1).sum().item()
-        k = logits.shape[1]
-        counts = torch.bincount(y * k + best[:, 0], minlength=k * k).view(k, k)
-        confusion = counts if confusion is None else confusion + counts
+        confusion += torch.bincount(y * k + best[:, 0], minlength=k * k).view(k, k)
     total_loss, top1, top5, confusion = distributed.all_sum(total_loss, top1, top5, confusion)
     n = len(indices)
     return {"loss": total_loss / n, "top1": top1 / n, "top5": top5 / n, "confusion": confusion.cpu()}
@@ -134,6 +133,7 @@ def main(argv=None) -> dict:
     images = datasets.load(args.dataset, Path(args.data_root), args.workers, args.skip_bad_images)
     train_idx, val_idx, test_idx = datasets.split(images, args.val_fraction, args.seed, args.limit_train,
                                                   args.limit_test)
+    distributed.check_batches(args.batch_size, len(train_idx), least=2)  # batch norm: 2 images per process
     mean, std = datasets.channel_stats(images.train_x, train_idx)
     train_batches = datasets.Batches(images.train_x, images.train_y, mean, std, device)
     test_batches = datasets.Batches(images.test_x, images.test_y, mean, std, device)
@@ -171,6 +171,7 @@ def main(argv=None) -> dict:
         if status != "ok":
             break
         run.checkpoint(epoch, **state)
+    run.epochs_done()
 
     history = run.history
     if run.writes:

@@ -142,6 +142,7 @@ def main(argv=None) -> dict:
     seed_everything(args.seed)
     texts = data.load_texts(args.dataset, Path(args.data_root), args.seed)
     train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
+    distributed.check_batches(args.batch_size, len(train_idx), least=1)
     splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
     try:
         (train, val, test), pad_id, vocabulary = encode(args, splits)
@@ -186,6 +187,7 @@ def main(argv=None) -> dict:
         if status != "ok":
             break
         run.checkpoint(epoch, **state)
+    run.epochs_done()
 
     history = run.history
     title = f"{args.model} on {args.dataset}, train rate {args.train_rate:g}"

@@ -186,6 +186,7 @@ def main(argv=None) -> dict:
         if status != "ok":
             break
         run.checkpoint(epoch, model=model, optimizer=optimizer, stopper=stopper)
+    run.epochs_done()
 
     history = run.history
     title = f"{args.dataset} {args.task}: {args.layers} layers, {args.activation}, self-loop {args.self_loop}, " \

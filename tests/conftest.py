@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pandas as pd
 import pytest
@@ -14,11 +15,15 @@ def run_cli(capsys):
     from common import cli
 
     def call(main, argv):
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             cli.run(lambda: main(argv))
             code = 0
         except SystemExit as exit_:
             code = exit_.code
+        finally:  # cli.run ignores signals after an interrupt: right for a process that exits, not for pytest
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         return code, err
     return call

@@ -1,3 +1,4 @@
+import contextlib
 import gzip
 import itertools
 import json
@@ -361,3 +362,24 @@ def test_two_torchrun_processes_train_as_one_on_the_same_global_batches(fashion_
     for key in ("best_val_loss", "test_top5", "best_val_acc"):
         assert summary[key] == pytest.approx(one[key], rel=1e-4)
     assert summary["best_epoch"] == one["best_epoch"] and summary["train_examples"] == one["train_examples"]
+
+
+def test_ddp_flags_that_leave_a_process_without_rows_are_one_line(fashion_root, tmp_path, run_cli, monkeypatch):
+    from common import distributed
+    monkeypatch.setattr(distributed, "world", lambda: 2)  # as under torchrun with 2 processes
+    code, err = run_cli(train.main, ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--batch-size", "3",
+                                     "--out", str(tmp_path / "r")])
+    assert code == 2 and len(err) == 1 and "--batch-size 3 gives 2 processes fewer than 2 example(s) each" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_ddp_process_without_evaluation_rows_still_scores(monkeypatch):
+    """With fewer held-out images than processes, a process evaluates nothing and adds zeros."""
+    from common import distributed
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: 0)  # rank 0's slice of a batch of 1 is empty
+    x, y = torch.zeros(1, 1, 28, 28, dtype=torch.uint8), torch.tensor([3])
+    batches = datasets.Batches(x, y, torch.zeros(1, 1, 1), torch.ones(1, 1, 1), "cpu")
+    model = ResidualCNN(1, 10, 28, (4,) * 6, 1)
+    metrics = train.evaluate(model, batches, torch.tensor([0]), 8, contextlib.nullcontext())
+    assert metrics["top1"] == 0 and metrics["confusion"].sum() == 0 and metrics["confusion"].shape == (10, 10)

@@ -69,12 +69,20 @@ def resume_flags(tmp_path, run_cli, monkeypatch):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda flags, out: [*flags, "--width", "5"], "--width differ from the interrupted run's config.json"),
+    (lambda flags, out: [*flags, "--width", "5"], "--width differs from the interrupted run's config.json"),
     (lambda flags, out: [a for a in flags if a not in ("--out", str(out))], "--resume needs --out"),
     (lambda flags, out: [*flags, "--out", str(out.parent / "none")], "holds no run to continue (no config.json)"),
     (lambda flags, out: (out / "last.pt").write_bytes(b"junk") and flags, "last.pt cannot be read"),
     (lambda flags, out: (out / "last.pt").unlink() or flags, "has no last.pt (interrupted before its first"),
     (lambda flags, out: (out / "summary.json").write_text("{}") and flags, "holds a finished run"),
+    (lambda flags, out: (out / "history.csv").unlink() or flags, "history.csv cannot be read"),
+    (lambda flags, out: (out / "history.csv").write_text("epoch,train_mse,val_mse\n") and flags,
+     "does not hold epochs 1..4"),
+    (lambda flags, out: (out / "history.csv").write_text("") or flags, "does not hold epochs 1..4"),
+    (lambda flags, out: (out / "history.csv").write_text("epoch,train_mse,val_mse\n1,1,1\n2,abc,1\n3,1,1\n4,1,1\n")
+     and flags, "holds a value that is not a number"),
+    (lambda flags, out: (out / "config.json").write_text("{bad") and flags, "config.json cannot be read"),
+    (lambda flags, out: (out / "config.json").write_text("[1, 2]") and flags, "config.json is not a run's config"),
 ])
 def test_resume_refusals_are_one_line_and_change_nothing(tmp_path, run_cli, monkeypatch, change, message):
     flags = resume_flags(tmp_path, run_cli, monkeypatch)
@@ -280,3 +288,49 @@ def test_report_refuses_unreadable_inputs_in_one_line_and_writes_nothing(tmp_pat
     assert code == 2 and "sweep.json is unreadable" in err[0]
     code, err = run_cli(report.main, ["--sweeps", str(tmp_path / "sweeps"), "--out", ""])
     assert code == 2 and "--out: must name a folder" in err[0]
+
+
+def test_a_single_process_lab_under_torchrun_is_one_line(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets in each of its processes
+    monkeypatch.setenv("RANK", "0")
+    code, err = run_cli(lab1.main, ["--epochs", "2", "--n-points", "60", "--out", str(tmp_path / "r")])
+    assert code == 2 and len(err) == 1 and "run it with python, not torchrun" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_interrupts_are_deferred_during_epochs_only(tmp_path, monkeypatch):
+    """While an epoch runs, Ctrl-C is the run's (it finishes the epoch and saves it); once the epochs are
+    done (testing the best weights, figures), and after the run, Ctrl-C is Python's again: it stops at once."""
+    seen = {}
+    original_step, original_plot = lab1.train_one_epoch, lab1.plot_fit
+    monkeypatch.setattr(lab1, "train_one_epoch",
+                        lambda *a: seen.setdefault("epoch", signal.getsignal(signal.SIGINT)) and original_step(*a))
+    monkeypatch.setattr(lab1, "plot_fit",
+                        lambda *a: seen.setdefault("after", signal.getsignal(signal.SIGINT)) and original_plot(*a))
+    lab1.main(["--n-points", "60", "--width", "4", "--epochs", "3", "--quiet", "--out", str(tmp_path / "r")])
+    assert getattr(seen["epoch"], "__name__", "") == "_on_interrupt"
+    assert seen["after"] is signal.default_int_handler is signal.getsignal(signal.SIGINT)
+
+
+def test_a_rerun_sweep_resumes_an_interrupted_point_from_its_last_pt(tmp_path, run_cli, monkeypatch, capsys):
+    argv = ["lab1_fnn", "--out", str(tmp_path / "sweep"), "--grid", "width=4,8", "--",
+            "--n-points", "60", "--epochs", "30", "--checkpoint-every", "10"]
+    original, calls = lab1.train_one_epoch, []
+
+    def train_one_epoch(*args):  # width=4 runs 30 epochs, width=8 is interrupted in its epoch 25
+        calls.append(1)
+        if len(calls) == 55:
+            raise KeyboardInterrupt
+        return original(*args)
+    with monkeypatch.context() as patch:
+        patch.setattr(lab1, "train_one_epoch", train_one_epoch)
+        assert run_cli(sweep.main, argv)[0] == 130
+    point = tmp_path / "sweep/width=8"
+    assert (point / "last.pt").exists() and len((point / "history.csv").read_text().splitlines()) == 1 + 24
+    capsys.readouterr()
+    results = sweep.main(argv)
+    assert "point width=8 was interrupted: resuming it from its last.pt" in capsys.readouterr().out
+    assert list(results["status"]) == ["ok", "ok"]
+    whole = lab1.main(["--n-points", "60", "--epochs", "30", "--width", "8", "--quiet", "--out", str(tmp_path / "w")])
+    assert (point / "history.csv").read_text() == (tmp_path / "w/history.csv").read_text()
+    assert json.loads((point / "summary.json").read_text())["test_mse"] == whole["test_mse"]

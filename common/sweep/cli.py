@@ -12,26 +12,32 @@ two values). A key `k` becomes the flag `--k`
 (underscores as hyphens); the values true/false of a switch become `--k` / `--no-k`. Repeating
 --grid runs the union of several grids. Everything after `--` goes to every point unchanged.
 
-Each point runs in its own folder under --out, by calling the lab's `main(argv)` in this process
-or in a pool of --jobs worker processes (each imports torch once). A point whose folder already
-holds a summary.json is not run again (resume). A point that fails or diverges is recorded with
-its status and the sweep goes on. Outputs: results.csv (one row per point), summary.md (mean ±
-std over seeds); with --heatmap one annotated heatmap and Markdown matrices per value of the
-other axes, else a spread plot of --metric; with --lines the metric against a key; with --curves
-overlays of history.csv columns.
+Each point runs in its own folder under --out, by calling the lab's `main(argv)`. --backend local
+(the default): in this process, or in a pool of --jobs worker processes (each imports torch once).
+--backend ray: each point a Ray task (pip install -e .[cluster]), on a Ray started for the sweep or,
+with --address, on a running cluster (auto: the one `ray start` runs on this machine); a point gets
+--cpus-per-point CPUs (its torch threads) and --gpus-per-point GPUs, fractions allowed (0.25: four
+points share a GPU). On a cluster, every node needs this checkout and its venv at the same paths,
+and --out a filesystem they all share. A point whose folder already holds a summary.json is not
+run again (resume); one interrupted after a last.pt (labs 1-4) continues from it with --resume. A
+point that fails or diverges is recorded with its status and the sweep goes on. Outputs:
+results.csv (one row per point), summary.md (mean ± std over seeds); with --heatmap one annotated
+heatmap and Markdown matrices per value of the other axes, else a spread plot of --metric; with
+--lines the metric against a key; with --curves overlays of history.csv columns.
 """
 import argparse
 import importlib
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from common.cli import ArgumentParser, UsageError, folder, positive_int
+from common.cli import ArgumentParser, UsageError, folder, non_negative_float, positive_float, positive_int
 from common.runs import abandon_active_runs, write_atomic
 from common.sweep.grid import expand_points, parse_grid, point_argv, point_name
-from common.sweep.runner import claim_folder, clear_unfinished, read_json, run_points
+from common.sweep.runner import claim_folder, clear_unfinished, read_json, resumable, run_points
 from common.sweep.tables import draw_curves, draw_heatmaps, draw_images, draw_lines, draw_spread, summarize
 
 LABS_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds lab*/train.py
@@ -48,7 +54,15 @@ def parse_args(argv=None):
                         help="one grid; repeat for a union of grids")
     parser.add_argument("--seeds", type=positive_int, help="add the axis seed=0..N-1")
     parser.add_argument("--out", type=lambda text: Path(folder(text)), help="sweep folder (default runs/sweeps/<lab>)")
-    parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (1: run in this process)")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help="local: this process or --jobs workers (default); ray: every point a Ray task")
+    parser.add_argument("--jobs", type=positive_int, help="local: worker processes (1: run in this process)")
+    parser.add_argument("--address", type=ray_address, help="ray: the cluster to join, e.g. auto or HEAD:6379 "
+                        "(default: start a local Ray for the sweep)")
+    parser.add_argument("--cpus-per-point", type=positive_float, help="ray: CPUs per point, also its torch "
+                        "threads (1)")
+    parser.add_argument("--gpus-per-point", type=non_negative_float, help="ray: GPUs per point; 0.25 packs four "
+                        "points on a GPU; with 0 a point sees no GPU (0)")
     parser.add_argument("--heatmap", metavar="X,Y", help="two grid keys: x axis, y axis")
     parser.add_argument("--metric", default=None, help="summary key for the heatmap and summary table")
     parser.add_argument("--table", nargs="+", default=[], metavar="KEY",
@@ -68,6 +82,7 @@ def parse_args(argv=None):
                         "(shown beside the report's numbers in REPORT.md)")
     args = parser.parse_args(argv)
     args.fixed = fixed
+    check_backend(args)
     args.grids = [parse_grid(specs) for specs in args.grid]
     if args.seeds:
         args.grids = [{**g, "seed": [str(s) for s in range(args.seeds)]} for g in args.grids]
@@ -82,6 +97,42 @@ def parse_args(argv=None):
         raise UsageError(f"unknown lab {args.lab!r}; labs: {', '.join(labs)}")
     args.out = args.out or Path("runs/sweeps") / args.lab
     return args
+
+
+def ray_address(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a Ray cluster (auto, or HEAD:6379), got an empty string")
+    return text
+
+
+def check_backend(args) -> None:
+    """Refuse the flags of the other backend rather than ignore them; then fill in the defaults."""
+    ray_flags = {"--address": args.address, "--cpus-per-point": args.cpus_per_point,
+                 "--gpus-per-point": args.gpus_per_point}
+    given = [flag for flag, value in ray_flags.items() if value is not None]
+    if args.backend == "local" and given:
+        raise UsageError(f"{given[0]} needs --backend ray")
+    if args.backend == "ray" and args.jobs is not None:
+        raise UsageError("--jobs is for --backend local; on Ray, --cpus-per-point and the cluster's CPUs decide "
+                         "how many points run at once")
+    args.jobs = args.jobs or 1
+    args.cpus_per_point = args.cpus_per_point or 1.0
+    args.gpus_per_point = args.gpus_per_point or 0.0
+
+
+def points_runner(args):
+    """run(lab, todo, report) of the chosen backend; Ray is imported only when asked for."""
+    if args.backend == "local":
+        return partial(run_points, jobs=args.jobs)
+    from common.sweep import ray_backend
+    return ray_backend.points_runner(args.address, args.cpus_per_point, args.gpus_per_point)
+
+
+def backend_text(args) -> str:
+    if args.backend == "local":
+        return f"with {args.jobs} job(s)"
+    return (f"as Ray tasks of {args.cpus_per_point:g} CPU and {args.gpus_per_point:g} GPU on "
+            f"{args.address or 'a local Ray'}")
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -105,16 +156,17 @@ def main(argv=None) -> pd.DataFrame:
                 lab.resolve_inputs(point_args)
         except UsageError as error:
             raise UsageError(f"point {point_name(point)}: {error}") from None
+    runner = points_runner(args)
     lock = claim_folder(args.out, {"lab": args.lab, "title": args.title, "setting": args.setting,
                                    "fixed": args.fixed, "grids": args.grids, "heatmap": args.heatmap,
                                    "metric": args.metric, "table": args.table})
     try:
-        return run_sweep(args, lab, points, axes, runs)
+        return run_sweep(args, runner, points, axes, runs)
     finally:
         lock.release()
 
 
-def run_sweep(args, lab, points, axes, runs) -> pd.DataFrame:
+def run_sweep(args, runner, points, axes, runs) -> pd.DataFrame:
     summaries = {}
     todo = []
     for point, argv in runs:
@@ -122,12 +174,16 @@ def run_sweep(args, lab, points, axes, runs) -> pd.DataFrame:
         if summary is not None:
             summaries[point_name(point)] = summary
             continue
-        if clear_unfinished(args.out / point_name(point)):
+        folder = args.out / point_name(point)
+        if resumable(folder):
+            print(f"point {point_name(point)} was interrupted: resuming it from its last.pt", flush=True)
+            argv = [*argv, "--resume"]
+        elif clear_unfinished(folder):
             print(f"point {point_name(point)} was left unfinished (no readable summary.json): running it again",
                   flush=True)
         todo.append((point, argv))
     print(f"sweep {args.lab}: {len(points)} points, {len(points) - len(todo)} already done, "
-          f"{len(todo)} to run with {args.jobs} job(s) -> {args.out}", flush=True)
+          f"{len(todo)} to run {backend_text(args)} -> {args.out}", flush=True)
 
     started, finished = time.perf_counter(), []
 
@@ -143,7 +199,7 @@ def run_sweep(args, lab, points, axes, runs) -> pd.DataFrame:
               f"{summary['status']}{shown}{error} {seconds:.1f}s, ETA {left / 60:.1f} min", flush=True)
 
     try:
-        run_points(args.lab, todo, args.jobs, report)
+        runner(args.lab, todo, report)
     except KeyboardInterrupt:  # what finished is written up; cli.run then says "interrupted", exit 130
         print(f"interrupted: {len(finished)} of {len(todo)} points ran; writing their results", flush=True)
         abandon_active_runs()

@@ -39,7 +39,7 @@ def _init_worker(threads: int) -> None:
         pass
 
 
-def run_points(lab: str, todo: list[tuple[dict, list[str]]], jobs: int, report) -> None:
+def run_points(lab: str, todo: list[tuple[dict, list[str]]], report, jobs: int) -> None:
     """Run (point, argv) pairs; call report(point, summary, seconds) as each one ends. On Ctrl-C no new
     point starts: in-process, the running point stops at once; with workers, they are terminated (their
     points left unfinished) and KeyboardInterrupt goes on to the caller."""
@@ -77,6 +77,11 @@ def read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def resumable(folder: Path) -> bool:
+    """An interrupted point that saved a last.pt (labs 1-4): it continues from there with --resume."""
+    return (folder / "last.pt").is_file() and (folder / "config.json").is_file()
 
 
 def clear_unfinished(folder: Path) -> bool:
