@@ -80,8 +80,12 @@ def read_json(path: Path) -> dict | None:
 
 
 def resumable(folder: Path) -> bool:
-    """An interrupted point that saved a last.pt (labs 1-4): it continues from there with --resume."""
-    return (folder / "last.pt").is_file() and (folder / "config.json").is_file()
+    """An interrupted point that saved a last.pt (labs 1-4): it continues from there with --resume. A folder
+    that another process holds (a run still writing there) is refused, as clear_unfinished refuses it."""
+    if not ((folder / "last.pt").is_file() and (folder / "config.json").is_file()):
+        return False
+    FolderLock(folder, "point folder").release()
+    return True
 
 
 def clear_unfinished(folder: Path) -> bool:
