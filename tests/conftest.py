@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 
@@ -44,21 +45,32 @@ def torchrun():
 
 
 @pytest.fixture
-def interrupted_and_resumed(tmp_path, run_cli, monkeypatch):
+def interrupt_in_epoch(monkeypatch):
+    """with interrupt_in_epoch(module, n): Ctrl-C inside the n-th call of module.train_one_epoch (in this
+    process: no signal, so the run does not defer it)."""
+    @contextlib.contextmanager
+    def interrupt(module, n):
+        original, calls = module.train_one_epoch, []
+
+        def train_one_epoch(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "train_one_epoch", train_one_epoch)
+            yield
+    return interrupt
+
+
+@pytest.fixture
+def interrupted_and_resumed(tmp_path, run_cli, interrupt_in_epoch):
     """Check that a lab run interrupted (Ctrl-C inside its 3rd epoch, last.pt after the 2nd) and resumed
     ends with the history and summary of the same run uninterrupted."""
     def check(module, flags):
         flags = [*flags, "--quiet", "--checkpoint-every", "1"]
         whole = module.main([*flags, "--out", str(tmp_path / "whole")])
-        original, calls = module.train_one_epoch, []
-
-        def train_one_epoch(*args, **kwargs):  # in this process: no signal, so nothing is deferred
-            calls.append(1)
-            if len(calls) == 3:
-                raise KeyboardInterrupt
-            return original(*args, **kwargs)
-        with monkeypatch.context() as patch:
-            patch.setattr(module, "train_one_epoch", train_one_epoch)
+        with interrupt_in_epoch(module, 3):
             code, err = run_cli(module.main, [*flags, "--out", str(tmp_path / "cut")])
         assert code == 130 and err == [f"interrupted: {tmp_path / 'cut'} stopped after epoch 2 (last.pt); to "
                                        f"continue it, run the same command with --resume --out {tmp_path / 'cut'}"]

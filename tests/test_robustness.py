@@ -51,19 +51,11 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_an_interrupt_leaves_it_u
     assert third.returncode == 2 and "holds an unfinished run" in third.stderr and third.stderr.count("\n") == 1
 
 
-def resume_flags(tmp_path, run_cli, monkeypatch):
+def resume_flags(tmp_path, run_cli, interrupt_in_epoch):
     """An interrupted lab 1 run (last.pt after epoch 4); its flags."""
     flags = ["--n-points", "60", "--width", "4", "--epochs", "10", "--checkpoint-every", "2", "--quiet",
              "--out", str(tmp_path / "cut")]
-    original, calls = lab1.train_one_epoch, []
-
-    def train_one_epoch(*args):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return original(*args)
-    with monkeypatch.context() as patch:
-        patch.setattr(lab1, "train_one_epoch", train_one_epoch)
+    with interrupt_in_epoch(lab1, 5):
         assert run_cli(lab1.main, flags)[0] == 130
     return flags
 
@@ -84,8 +76,8 @@ def resume_flags(tmp_path, run_cli, monkeypatch):
     (lambda flags, out: (out / "config.json").write_text("{bad") and flags, "config.json cannot be read"),
     (lambda flags, out: (out / "config.json").write_text("[1, 2]") and flags, "config.json is not a run's config"),
 ])
-def test_resume_refusals_are_one_line_and_change_nothing(tmp_path, run_cli, monkeypatch, change, message):
-    flags = resume_flags(tmp_path, run_cli, monkeypatch)
+def test_resume_refusals_are_one_line_and_change_nothing(tmp_path, run_cli, interrupt_in_epoch, change, message):
+    flags = resume_flags(tmp_path, run_cli, interrupt_in_epoch)
     out = tmp_path / "cut"
     argv = change(flags, out)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
@@ -94,8 +86,8 @@ def test_resume_refusals_are_one_line_and_change_nothing(tmp_path, run_cli, monk
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
 
 
-def test_resume_may_change_where_and_how_a_run_runs_not_what_it_computes(tmp_path, run_cli, monkeypatch):
-    flags = resume_flags(tmp_path, run_cli, monkeypatch)
+def test_resume_may_change_where_and_how_a_run_runs_not_what_it_computes(tmp_path, run_cli, interrupt_in_epoch):
+    flags = resume_flags(tmp_path, run_cli, interrupt_in_epoch)
     summary = lab1.main([*flags, "--resume", "--checkpoint-every", "3", "--device", "cpu"])
     assert summary["status"] == "ok" and summary["epochs_run"] == 10
     epochs = [int(line.split(",")[0]) for line in (tmp_path / "cut/history.csv").read_text().splitlines()[1:]]
@@ -312,18 +304,10 @@ def test_interrupts_are_deferred_during_epochs_only(tmp_path, monkeypatch):
     assert seen["after"] is signal.default_int_handler is signal.getsignal(signal.SIGINT)
 
 
-def test_a_rerun_sweep_resumes_an_interrupted_point_from_its_last_pt(tmp_path, run_cli, monkeypatch, capsys):
+def test_a_rerun_sweep_resumes_an_interrupted_point_from_its_last_pt(tmp_path, run_cli, interrupt_in_epoch, capsys):
     argv = ["lab1_fnn", "--out", str(tmp_path / "sweep"), "--grid", "width=4,8", "--",
             "--n-points", "60", "--epochs", "30", "--checkpoint-every", "10"]
-    original, calls = lab1.train_one_epoch, []
-
-    def train_one_epoch(*args):  # width=4 runs 30 epochs, width=8 is interrupted in its epoch 25
-        calls.append(1)
-        if len(calls) == 55:
-            raise KeyboardInterrupt
-        return original(*args)
-    with monkeypatch.context() as patch:
-        patch.setattr(lab1, "train_one_epoch", train_one_epoch)
+    with interrupt_in_epoch(lab1, 55):  # width=4 runs its 30 epochs, width=8 stops in its epoch 25
         assert run_cli(sweep.main, argv)[0] == 130
     point = tmp_path / "sweep/width=8"
     assert (point / "last.pt").exists() and len((point / "history.csv").read_text().splitlines()) == 1 + 24
