@@ -348,8 +348,9 @@ class Run:
         if (self.dir / "last.pt").exists():
             raise UsageError(f"--out {self.dir} holds an unfinished run (interrupted; last.pt): add --resume to "
                              f"continue it, or choose another folder")
+        when = " before its first checkpoint" if self.checkpoint_every else ""
         raise UsageError(f"--out {self.dir} holds an unfinished run (config.json without summary.json: it was "
-                         f"interrupted before its first checkpoint); choose another folder, or delete it to start over")
+                         f"interrupted{when}); choose another folder, or delete it to start over")
 
     def path(self, name: str) -> Path | None:
         return self.dir / name if self.writes else None
