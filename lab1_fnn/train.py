@@ -8,9 +8,13 @@ Training records train and validation MSE every epoch; the test MSE is that of t
 best-validation weights.
 """
 import argparse
+import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -20,7 +24,8 @@ from common.data import seeded_permutation
 from common.device import allocating, seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.plots import plot_curves, plot_train_val
-from common.runs import Run
+from common.runs import Run, default_out_dir, write_atomic
+from common.sweep.tables import mean_std
 
 # name -> (f, interval start, interval end, whether the end point is included)
 FUNCTIONS = {
@@ -65,7 +70,14 @@ def parse_args(argv=None):
                         help="minibatch size; 0 = full batch, as in the report (0)")
     cli.add_patience(parser, None, "validation MSE")
     cli.add_checkpointing(parser, every=100)
+    parser.add_argument("--seeds", type=cli.positive_int, default=1, metavar="K",
+                        help="train the seeds --seed .. --seed+K-1 at once, as one batched ensemble, each into "
+                             "<out>/seed=S; report the mean ± std over them in <out>/seeds.json (1)")
     args = parser.parse_args(argv)
+    if args.seeds > 1 and (args.optimizer == "lbfgs" or args.resume):
+        raise cli.UsageError("--seeds trains the seeds as one ensemble: not with --optimizer lbfgs or --resume")
+    if args.seed + args.seeds > 2**63:
+        raise cli.UsageError(f"--seed {args.seed} --seeds {args.seeds}: the seeds must stay below 2**63")
     if args.optimizer == "lbfgs" and args.batch_size:
         raise cli.UsageError("--optimizer lbfgs works on the full batch only; drop --batch-size")
     return args
@@ -180,11 +192,12 @@ def plot_fit(path, model, args, data, device):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.seeds > 1:
+        return train_seeds(args, list(sys.argv[1:] if argv is None else argv))
     device = select_device(args.device)
     seed_everything(args.seed)
     data = make_data(args.function, args.n_points, args.split, args.data_seed)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
-        tuple(t.to(device) for t in data[name]) for name in ("train", "val", "test"))
+    (x_train, y_train), (x_val, y_val) = (tuple(t.to(device) for t in data[name]) for name in ("train", "val"))
     with allocating(f"--width {args.width} --depth {args.depth}"):
         model = FunctionNet(args.width, args.depth, args.activation, args.hidden_layers).to(device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
@@ -208,10 +221,37 @@ def main(argv=None) -> dict:
     run.epochs_done()
 
     final_train_mse = evaluate(model, x_train, y_train)["mse"]
+    return finish(run, args, model, stopper, status, final_train_mse, data, device)
+
+
+def train_seeds(args, argv: list[str]) -> dict:
+    """--seeds K: the K runs as one ensemble (lab1_fnn.ensemble), then the mean ± std over the seeds."""
+    from lab1_fnn.ensemble import train_together  # it builds on this module
+    out = Path(args.out) if args.out else default_out_dir("lab1_fnn")
+    seeds = range(args.seed, args.seed + args.seeds)
+    summaries = train_together([[*argv, "--seeds", "1", "--seed", str(seed), "--out", str(out / f"seed={seed}")]
+                                for seed in seeds])
+    table = pd.DataFrame(summaries)
+    report = {"seeds": list(seeds), "statuses": list(table["status"])}
+    for key in ("best_val_mse", "test_mse", "final_train_mse", "best_epoch"):
+        values = pd.to_numeric(table[key], errors="coerce").dropna()
+        report[key] = {"mean": values.mean() if len(values) else None,
+                       "std": values.std(ddof=1) if len(values) > 1 else None, "n": len(values)}
+    write_atomic(out / "seeds.json", json.dumps(report, indent=2) + "\n")
+    if not args.quiet:
+        print(f"{args.seeds} seeds: " + " ".join(f"{key}={mean_std(pd.to_numeric(table[key], errors='coerce'))}"
+                                                 for key in ("best_val_mse", "test_mse", "best_epoch")) + f" -> {out}")
+    return report
+
+
+def finish(run, args, model, stopper, status: str, final_train_mse: float, data, device) -> dict:
+    """The end of a run, one at a time or in an ensemble: best.pt, the test MSE of the best-validation
+    weights, figures, summary.json."""
     have_best = stopper.restore_best(model, run.path("best.pt"))
     plot_train_val(run.path("loss_curves.png"), run.history, "mse", "MSE", log=True,
                    title=f"depth {args.depth}, width {args.width}, {args.activation}, lr {args.lr:g}")
     plot_fit(run.path("fit.png"), model, args, data, device)
+    x_test, y_test = (t.to(device) for t in data["test"])
     return run.finish(
         status,
         best_val_mse=stopper.best if have_best else None,

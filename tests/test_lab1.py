@@ -237,3 +237,75 @@ def test_a_killed_run_resumes_to_the_uninterrupted_history_and_summary(tmp_path,
     subprocess.run([*command, "--resume"], check=True)
     same_run(tmp_path / "whole", tmp_path / "cut")
     assert not (tmp_path / "cut/last.pt").exists()  # a finished run keeps best.pt only
+
+
+def test_an_ensemble_member_computes_its_own_network_exactly_outputs_and_gradients():
+    """Widths 3, 7 and 12 padded to 12 (sigmoid: the padding's activations are 0.5 before the mask)."""
+    from lab1_fnn.ensemble import Ensemble, mse_per_network
+    torch.manual_seed(0)
+    nets = [train.FunctionNet(width, 3, "sigmoid") for width in (3, 7, 12)]
+    ensemble = Ensemble(nets)
+    x, y = torch.linspace(0, 6, 50)[:, None], torch.sin(torch.linspace(0, 6, 50))[:, None]
+    out = ensemble(x)
+    mse_per_network(out, y).sum().backward()
+    for e, net in enumerate(nets):
+        assert torch.allclose(out[e], net(x), atol=1e-6)
+        nn.functional.mse_loss(net(x), y).backward()
+        w = net.input.out_features
+        for name, param in net.named_parameters():
+            member = ensemble.member_state(e)[name]
+            assert torch.equal(member, param.detach())  # the same starting weights
+        assert torch.allclose(ensemble.w_hidden[1].grad[e, :w, :w].T, net.hidden[1].weight.grad, atol=1e-6)
+        assert torch.allclose(ensemble.w_in.grad[e, :, :w].T, net.input.weight.grad, atol=1e-6)
+        assert torch.allclose(ensemble.w_out.grad[e, :w].T, net.output.weight.grad, atol=1e-6)
+        padding = [ensemble.w_in.grad[e, :, w:], ensemble.w_hidden[0].grad[e, w:], ensemble.w_hidden[0].grad[e, :, w:],
+                   ensemble.b_hidden[0].grad[e, :, w:], ensemble.w_out.grad[e, w:]]
+        assert all(not g.abs().max() if g.numel() else True for g in padding)  # the padding never changes
+
+
+@pytest.mark.parametrize("flags", [["--optimizer", "sgd"], ["--hidden-layers", "report"],
+                                   ["--optimizer", "adam", "--lr", "3e-3", "--batch-size", "40"]])
+def test_a_sweep_trains_its_grid_as_ensembles_with_the_numbers_of_one_run_at_a_time(tmp_path, flags, capsys):
+    from common.sweep import cli as sweep
+    grid = ["lab1_fnn", "--grid", "activation=relu,sigmoid", "depth=1,3", "width=6,20", "--",
+            "--n-points", "200", "--epochs", "200", "--patience", "30", *flags]
+    batched = sweep.main([*grid[:1], "--out", str(tmp_path / "batched"), *grid[1:]])
+    alone = sweep.main([*grid[:1], "--out", str(tmp_path / "alone"), "--no-batch", *grid[1:]])
+    assert list(batched["status"]) == list(alone["status"]) and len(batched) == 8
+    for key in ("best_val_mse", "test_mse", "final_train_mse"):
+        assert np.allclose(batched[key], alone[key], rtol=1e-4, atol=0), key
+    assert list(batched["best_epoch"]) == list(alone["best_epoch"])
+    assert set(batched["status"]) <= {"ok", "early_stopped"} and "early_stopped" in set(alone["status"])
+    for point in (tmp_path / "batched").glob("activation=*"):
+        assert {p.name for p in point.iterdir()} >= {"config.json", "history.csv", "summary.json", "best.pt",
+                                                    "loss_curves.png", "fit.png"}
+        config = json.loads((point / "config.json").read_text())
+        assert config["ensemble"] == 2 and config["checkpoint_every"] is None  # trained two at a time
+        model = train.FunctionNet(config["width"], config["depth"], config["activation"], config["hidden_layers"])
+        model.load_state_dict(torch.load(point / "best.pt", weights_only=True))
+        x, y = train.make_data("sin", 200, (5, 2, 3), 0)["test"]
+        summary = json.loads((point / "summary.json").read_text())
+        with torch.no_grad():
+            assert nn.functional.mse_loss(model(x), y).item() == pytest.approx(summary["test_mse"], rel=1e-6)
+
+
+def test_seeds_trains_k_seeds_at_once_and_reports_their_mean_and_std(tmp_path):
+    flags = [*TINY, "--epochs", "100", "--depth", "2"]
+    report = train.main([*flags, "--seeds", "3", "--seed", "5", "--out", str(tmp_path / "k")])
+    alone = [train.main([*flags, "--seed", str(s), "--out", str(tmp_path / f"s{s}")]) for s in (5, 6, 7)]
+    assert report["seeds"] == [5, 6, 7] and report["statuses"] == ["ok"] * 3
+    values = np.array([s["best_val_mse"] for s in alone])
+    assert report["best_val_mse"]["mean"] == pytest.approx(values.mean(), rel=1e-4)
+    assert report["best_val_mse"]["std"] == pytest.approx(values.std(ddof=1), rel=1e-3)
+    assert json.loads((tmp_path / "k/seeds.json").read_text()) == json.loads(json.dumps(report))
+    for s in (5, 6, 7):
+        assert json.loads((tmp_path / f"k/seed={s}/config.json").read_text())["seed"] == s
+
+
+def test_the_quick_sweep_benchmark_runs_and_prints_its_ratios():
+    result = subprocess.run([sys.executable, str(ROOT / "bench/lab1_sweep.py"), "--quick"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    ratios = result.stdout.strip().splitlines()[-1]
+    assert ratios.startswith("a/c ") and " b/c " in ratios
+    assert float(ratios.split()[-1]) < 1e-4  # the ensembles' numbers are one-at-a-time's

@@ -27,6 +27,7 @@ heatmap and Markdown matrices per value of the other axes, else a spread plot of
 """
 import argparse
 import importlib
+import math
 import sys
 import time
 from functools import partial
@@ -63,6 +64,8 @@ def parse_args(argv=None):
                         "threads (1)")
     parser.add_argument("--gpus-per-point", type=non_negative_float, help="ray: GPUs per point; 0.25 packs four "
                         "points on a GPU; with 0 a point sees no GPU (0)")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="run every point on its own, even where the lab trains points together (lab 1)")
     parser.add_argument("--heatmap", metavar="X,Y", help="two grid keys: x axis, y axis")
     parser.add_argument("--metric", default=None, help="summary key for the heatmap and summary table")
     parser.add_argument("--table", nargs="+", default=[], metavar="KEY",
@@ -161,12 +164,29 @@ def main(argv=None) -> pd.DataFrame:
                                    "fixed": args.fixed, "grids": args.grids, "heatmap": args.heatmap,
                                    "metric": args.metric, "table": args.table})
     try:
-        return run_sweep(args, runner, points, axes, runs)
+        return run_sweep(args, runner, points, axes, runs, lab)
     finally:
         lock.release()
 
 
-def run_sweep(args, runner, points, axes, runs) -> pd.DataFrame:
+def groups_of(args, lab, todo: list) -> list[list]:
+    """The points to run, in groups that the lab trains together (its ensemble module's batch_key; each
+    group at most a --jobs'th of the points, so that every worker gets some); the others alone."""
+    try:
+        ensemble = importlib.import_module(f"{args.lab}.ensemble")
+    except ModuleNotFoundError:
+        ensemble = None
+    if ensemble is None or args.no_batch:
+        return [[item] for item in todo]
+    groups = {}
+    for point, argv in todo:
+        key = ensemble.batch_key(lab.parse_args(argv))
+        groups.setdefault(point_name(point) if key is None else key, []).append((point, argv))
+    size = max(1, math.ceil(len(todo) / (args.jobs if args.backend == "local" else 1)))
+    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+
+def run_sweep(args, runner, points, axes, runs, lab) -> pd.DataFrame:
     summaries = {}
     todo = []
     for point, argv in runs:
@@ -199,7 +219,7 @@ def run_sweep(args, runner, points, axes, runs) -> pd.DataFrame:
               f"{summary['status']}{shown}{error} {seconds:.1f}s, ETA {left / 60:.1f} min", flush=True)
 
     try:
-        runner(args.lab, todo, report)
+        runner(args.lab, groups_of(args, lab, todo), report)
     except KeyboardInterrupt:  # what finished is written up; cli.run then says "interrupted", exit 130
         print(f"interrupted: {len(finished)} of {len(todo)} points ran; writing their results", flush=True)
         abandon_active_runs()

@@ -10,7 +10,7 @@ from functools import partial
 import torch
 
 from common.errors import UsageError
-from common.sweep.runner import run_point
+from common.sweep.runner import report_group, run_group
 
 # Points return a summary dict and write everything else into their folders: a small object store keeps a
 # local Ray light on a laptop (Ray's default takes 30% of the memory).
@@ -42,13 +42,14 @@ def points_runner(address: str | None, cpus: float, gpus: float):
     return partial(run_points, ray, address, submit)
 
 
-def point_task(lab: str, argv: list[str], threads: int, cwd: str, env: dict) -> tuple[dict, float]:
-    """One point in a Ray worker, as the local backend runs it. The driver's folder and LABS_* settings make a
-    relative --out or --data-root name the same files on every node (a shared filesystem, the same paths)."""
+def point_task(lab: str, argvs: list[list[str]], threads: int, cwd: str, env: dict) -> list[tuple[dict, float]]:
+    """A group of points (one, or an ensemble) in a Ray worker, as the local backend runs it. The driver's
+    folder and LABS_* settings make a relative --out or --data-root name the same files on every node (a
+    shared filesystem, the same paths)."""
     os.chdir(cwd)
     os.environ.update(env)
     torch.set_num_threads(threads)
-    return run_point(lab, argv)
+    return run_group(lab, argvs)
 
 
 def run_points(ray, address, submit, lab, todo, report) -> None:
@@ -62,11 +63,12 @@ def run_points(ray, address, submit, lab, todo, report) -> None:
         connect(ray, address)
     refs = {}
     try:
-        refs = {submit(lab, argv): point for point, argv in todo}
+        refs = {submit(lab, [argv for _, argv in group]): group for group in todo}
         pending = list(refs)
         while pending:
             [ref], pending = ray.wait(pending, num_returns=1)
-            report(refs[ref], *outcome(ray, ref))
+            group = refs[ref]
+            report_group(group, outcome(ray, ref, len(group)), report)
     except BaseException:
         if not owned:
             cancel(ray, list(refs))
@@ -78,15 +80,15 @@ def run_points(ray, address, submit, lab, todo, report) -> None:
             ray.shutdown()
 
 
-def outcome(ray, ref) -> tuple[dict, float]:
-    """A point's (summary, seconds). A worker that died (killed for memory, its node lost) fails its point only,
-    as a point that raised does; its time is unknown."""
+def outcome(ray, ref, points: int) -> list[tuple[dict, float]]:
+    """A group's (summary, seconds) of each point. A worker that died (killed for memory, its node lost) fails its
+    group only, as a point that raised does; its time is unknown."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as error:
         cause = getattr(error, "cause", None) or error  # a task that raised: its own exception, not Ray's wrapper
         first = next(iter(str(cause).strip().splitlines()), "")
-        return {"status": "failed", "error": f"{type(cause).__name__}: {first}"}, 0.0
+        return [({"status": "failed", "error": f"{type(cause).__name__}: {first}"}, 0.0)] * points
 
 
 def cancel(ray, refs) -> None:

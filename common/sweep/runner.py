@@ -29,6 +29,25 @@ def run_point(lab: str, argv: list[str]) -> tuple[dict, float]:
     return summary, time.perf_counter() - started
 
 
+def run_group(lab: str, argvs: list[list[str]]) -> list[tuple[dict, float]]:
+    """Run points in this process: one alone (run_point), several at once as the lab's ensemble
+    (<lab>.ensemble.train_together): (summary, seconds) of each; seconds are a share of the group's.
+    A failure fails every point of the group."""
+    if len(argvs) == 1:
+        return [run_point(lab, argvs[0])]
+    started = time.perf_counter()
+    try:
+        summaries = importlib.import_module(f"{lab}.ensemble").train_together(argvs)
+    except UsageError as error:
+        summaries = [{"status": "failed", "error": str(error)}] * len(argvs)
+    except Exception as error:  # one broken group must not end the sweep
+        summaries = [{"status": "failed", "error": f"{type(error).__name__}: {error}"}] * len(argvs)
+    if summaries[0]["status"] == "failed":
+        abandon_active_runs()
+    seconds = (time.perf_counter() - started) / len(argvs)
+    return [(summary, seconds) for summary in summaries]
+
+
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
@@ -39,13 +58,13 @@ def _init_worker(threads: int) -> None:
         pass
 
 
-def run_points(lab: str, todo: list[tuple[dict, list[str]]], report, jobs: int) -> None:
-    """Run (point, argv) pairs; call report(point, summary, seconds) as each one ends. On Ctrl-C no new
-    point starts: in-process, the running point stops at once; with workers, they are terminated (their
-    points left unfinished) and KeyboardInterrupt goes on to the caller."""
+def run_points(lab: str, todo: list[list[tuple[dict, list[str]]]], report, jobs: int) -> None:
+    """Run groups of (point, argv) pairs (run_group); call report(point, summary, seconds) as each point
+    ends. On Ctrl-C no new group starts: in-process, the running one stops at once; with workers, they
+    are terminated (their points left unfinished) and KeyboardInterrupt goes on to the caller."""
     if jobs == 1:
-        for point, argv in todo:
-            report(point, *run_point(lab, argv))
+        for group in todo:
+            report_group(group, run_group(lab, [argv for _, argv in group]), report)
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # Workers terminated on Ctrl-C leave their queue's semaphores to multiprocessing's resource tracker,
@@ -57,18 +76,23 @@ def run_points(lab: str, todo: list[tuple[dict, list[str]]], report, jobs: int) 
                                initargs=(threads,))
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers start ignoring Ctrl-C, before imports
     try:
-        futures = {pool.submit(run_point, lab, argv): point for point, argv in todo}
+        futures = {pool.submit(run_group, lab, [argv for _, argv in group]): group for group in todo}
     finally:
         signal.signal(signal.SIGINT, handler)
     try:
         for future in as_completed(futures):
-            report(futures[future], *future.result())
+            report_group(futures[future], future.result(), report)
     except BaseException:  # Ctrl-C, a worker killed by the OS, a broken pipe: stop every point at once
         pool.shutdown(wait=False, cancel_futures=True)
         for worker in multiprocessing.active_children():
             worker.terminate()
         raise
     pool.shutdown()
+
+
+def report_group(group, outcomes, report) -> None:
+    for (point, _), outcome in zip(group, outcomes, strict=True):
+        report(point, *outcome)
 
 
 def read_json(path: Path) -> dict | None:

@@ -1,0 +1,184 @@
+"""Lab 1 runs trained together as one batched ensemble: networks of one depth, activation and hidden-layer
+kind, their weights stacked, one batched matmul per layer for all of them. Each network computes what
+train.py computes for it alone (same initial weights and data order, its own early stopping) and writes
+the run folder train.py would write. The sweep runner trains a grid this way when the lab allows it;
+`train.py --seeds K` trains K seeds.
+
+Where a step's cost is per-step overhead on tiny matrices (narrow networks), E networks in one step cost
+little more than one; where it is the matmuls themselves (wide ones), batching saves little, and padding a
+narrow network to a wide one's width would waste more than it saves (see NARROW).
+"""
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.device import seed_everything, select_device
+from common.early_stopping import EarlyStopping
+from common.runs import Run
+from lab1_fnn import train
+
+MAY_DIFFER = {"width", "seed", "out", "quiet"}  # flags that networks trained together may differ in
+# Up to about this width a step on lab 1's data costs its overhead, not its matmuls (2 cores: 5 networks of
+# widths 5-25 train 5.7x faster together; 5 of width 75, 1.1-1.7x; widths 5-75 padded to 75, 0.94x): narrow
+# networks train together whatever their widths, wider ones only with networks of their own width.
+NARROW = 32
+
+
+def batch_key(args: argparse.Namespace):
+    """Runs with equal keys can train together; None: this one trains alone (L-BFGS's line search is one for
+    all parameters; a resumed run continues its own last.pt)."""
+    if args.optimizer == "lbfgs" or args.resume:
+        return None
+    width_class = 0 if args.width <= NARROW else args.width
+    return width_class, tuple(sorted((key, repr(value)) for key, value in vars(args).items() if key not in MAY_DIFFER))
+
+
+def _padded(tensors: list[torch.Tensor], rows: int, columns: int) -> torch.Tensor:
+    """Stack 2-d tensors, each zero-padded at the bottom and right to rows x columns."""
+    return torch.stack([F.pad(t, (0, columns - t.shape[1], 0, rows - t.shape[0])) for t in tensors])
+
+
+class Ensemble(nn.Module):
+    """E FunctionNets of one depth and activation; widths zero-padded to the widest, W. Shapes:
+
+        x (N, 1), or (E, N, 1) one batch per network  ->  h (E, N, W)  ->  ...  ->  y (E, N, 1)
+        input (E, 1, W) · hidden (E, W, W) · output (E, W, 1) · biases (E, 1, W) and (E, 1, 1)
+
+    mask (E, 1, W) zeroes each network's padded units after every activation (sigmoid(0) is not 0): they
+    output nothing, so the weights into and out of them get zero gradients and never change (SGD and
+    Adam alike), and each network computes exactly its own function.
+    """
+
+    def __init__(self, nets: list[train.FunctionNet]):
+        super().__init__()
+        self.widths = [net.input.out_features for net in nets]
+        width = max(self.widths)
+        self.activation = nets[0].activation
+        self.register_buffer("mask", (torch.arange(width) < torch.tensor(self.widths)[:, None]).float()[:, None])
+        self.w_in = nn.Parameter(_padded([net.input.weight.detach().T for net in nets], 1, width))
+        self.b_in = nn.Parameter(_padded([net.input.bias.detach()[None] for net in nets], 1, width))
+        depth_hidden = len(nets[0].hidden)
+        self.w_hidden = nn.ParameterList(_padded([net.hidden[i].weight.detach().T for net in nets], width, width)
+                                         for i in range(depth_hidden))
+        self.b_hidden = nn.ParameterList(_padded([net.hidden[i].bias.detach()[None] for net in nets], 1, width)
+                                         for i in range(depth_hidden))
+        self.frozen_uses = nets[0].frozen_hidden_uses  # --hidden-layers report: one shared untrained layer
+        if self.frozen_uses:
+            self.register_buffer("w_frozen", _padded([net.frozen_weight.T for net in nets], width, width))
+            self.register_buffer("b_frozen", _padded([net.frozen_bias[None] for net in nets], 1, width))
+        self.w_out = nn.Parameter(_padded([net.output.weight.detach().T for net in nets], width, 1))
+        self.b_out = nn.Parameter(torch.stack([net.output.bias.detach()[None] for net in nets]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.expand(len(self.widths), -1, -1)
+        h = self.activation(torch.baddbmm(self.b_in, x, self.w_in)) * self.mask
+        for weight, bias in zip(self.w_hidden, self.b_hidden, strict=True):
+            h = self.activation(torch.baddbmm(bias, h, weight)) * self.mask
+        for _ in range(self.frozen_uses):
+            h = self.activation(torch.baddbmm(self.b_frozen, h, self.w_frozen)) * self.mask
+        return torch.baddbmm(self.b_out, h, self.w_out)
+
+    def member_state(self, e: int) -> dict:
+        """Network e's weights as the state dict of its own FunctionNet (views, not copies)."""
+        w = self.widths[e]
+        state = {"input.weight": self.w_in[e, :, :w].T, "input.bias": self.b_in[e, 0, :w]}
+        for i, (weight, bias) in enumerate(zip(self.w_hidden, self.b_hidden, strict=True)):
+            state[f"hidden.{i}.weight"], state[f"hidden.{i}.bias"] = weight[e, :w, :w].T, bias[e, 0, :w]
+        if self.frozen_uses:
+            state["frozen_weight"], state["frozen_bias"] = self.w_frozen[e, :w, :w].T, self.b_frozen[e, 0, :w]
+        state["output.weight"], state["output.bias"] = self.w_out[e, :w].T, self.b_out[e, 0]
+        return state
+
+
+class Member:
+    """Network e of an ensemble, as EarlyStopping sees a model: its state dict."""
+
+    def __init__(self, ensemble: Ensemble, e: int):
+        self.ensemble, self.e = ensemble, e
+
+    def state_dict(self) -> dict:
+        return self.ensemble.member_state(self.e)
+
+
+def mse_per_network(prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(E,) mean squared errors; y (N, 1) shared, or (E, N, 1)."""
+    return (prediction - y).pow(2).mean(dim=(1, 2))
+
+
+def train_one_epoch(ensemble, optimizer, x, y, batch_size: int, generators) -> torch.Tensor:
+    """One pass of every network over the training set, in the order train.py would draw for it (its own
+    generator, in the state the global one has after its initialisation): (E,) mean training MSEs."""
+    n = len(x)
+    if not batch_size or batch_size >= n:
+        order = [slice(None)]
+    else:
+        order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(x.device).split(batch_size, 1)
+    total = torch.zeros(len(generators), device=x.device)
+    for idx in order:
+        xb, yb = (x, y) if isinstance(idx, slice) else (x[idx], y[idx])  # (E, B, 1) gathered per network
+        losses = mse_per_network(ensemble(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # each network's gradient is that of its own loss
+        optimizer.step()
+        total += losses.detach() * (n if isinstance(idx, slice) else idx.shape[1])
+    return total / n
+
+
+@torch.no_grad()
+def evaluate(ensemble, x, y) -> torch.Tensor:
+    return mse_per_network(ensemble(x), y)
+
+
+def train_together(argvs: list[list[str]]) -> list[dict]:
+    """Train the runs of these argument lists as one ensemble (their batch_key must be equal); return
+    their summaries, in order."""
+    runs_args = [train.parse_args(argv) for argv in argvs]
+    if len({batch_key(args) for args in runs_args}) != 1 or batch_key(runs_args[0]) is None:
+        raise ValueError("train_together needs runs of one batch_key")
+    args = runs_args[0]
+    device = select_device(args.device)
+    data = train.make_data(args.function, args.n_points, args.split, args.data_seed)
+    (x_train, y_train), (x_val, y_val) = (tuple(t.to(device) for t in data[name]) for name in ("train", "val"))
+    nets, generators = [], []
+    for run_args in runs_args:  # each network's initial weights and data order, as train.py would draw them
+        seed_everything(run_args.seed)
+        nets.append(train.FunctionNet(run_args.width, args.depth, args.activation, args.hidden_layers))
+        generators.append(torch.Generator().set_state(torch.get_rng_state()))
+    ensemble = Ensemble(nets).to(device)
+    optimizer = train.make_optimizer(args.optimizer, ensemble.parameters(), args.lr)
+    for run_args in runs_args:  # no last.pt: an interrupted ensemble is cheaper to run again than to save
+        run_args.checkpoint_every, run_args.ensemble = None, len(runs_args)
+    runs = [Run("lab1_fnn", run_args, device) for run_args in runs_args]
+    stoppers = [EarlyStopping(run_args.patience) for run_args in runs_args]
+    ended = {}  # network -> (status, final training MSE, final weights)
+
+    for epoch in range(1, args.epochs + 1):
+        train_mse = train_one_epoch(ensemble, optimizer, x_train, y_train, args.batch_size, generators).tolist()
+        val_mse = evaluate(ensemble, x_val, y_val).tolist()
+        for e in range(len(runs)):
+            if e in ended:
+                continue  # it trains on with the others, unseen: its numbers ended with its run
+            runs[e].log(epoch=epoch, train_mse=train_mse[e], val_mse=val_mse[e])
+            status = stoppers[e].update(Member(ensemble, e), epoch, val_mse[e], losses=(train_mse[e],))
+            if status != "ok" or epoch == args.epochs:
+                ended[e] = (status, final_weights(ensemble, e, x_train, y_train))
+        if len(ended) == len(runs):
+            break
+
+    summaries = []
+    for e, run_args in enumerate(runs_args):
+        status, (final_train_mse, weights) = ended[e]
+        model = train.FunctionNet(run_args.width, args.depth, args.activation, args.hidden_layers).to(device)
+        model.load_state_dict(weights)
+        summaries.append(train.finish(runs[e], run_args, model, stoppers[e], status, final_train_mse, data, device))
+    return summaries
+
+
+def final_weights(ensemble, e: int, x_train, y_train) -> tuple[float, dict]:
+    """Network e's training MSE and a copy of its weights, as its run ends."""
+    with torch.no_grad():
+        mse = mse_per_network(ensemble(x_train), y_train)[e].item()
+    return mse, {key: value.detach().clone() for key, value in ensemble.member_state(e).items()}
