@@ -157,7 +157,7 @@ class Run:
     In a DDP run (torchrun) only rank 0 writes: on the other processes (writes False) the run keeps its
     history in memory, path() is None, and resume() reads rank 0's last.pt."""
 
-    def __init__(self, lab: str, args, device: torch.device):
+    def __init__(self, lab: str, args, device: torch.device, defer_interrupts: bool = True):
         if distributed.launched() and distributed.world() == 1:  # every process would run the whole run
             raise UsageError(f"{lab} runs in one process: run it with python, not torchrun (labs 2 and 3 use "
                              f"torchrun's processes)")
@@ -200,7 +200,7 @@ class Run:
                 self.lock.release()
                 raise
         ACTIVE.append(self)
-        if self.checkpoint_every:
+        if self.checkpoint_every and defer_interrupts:
             self._defer_interrupts()
 
     def _defer_interrupts(self) -> None:
@@ -300,7 +300,8 @@ class Run:
 
     def checkpoint(self, epoch: int, **objects) -> None:
         """After a completed epoch: save the state of objects (anything with state_dict) and every random
-        stream to last.pt every checkpoint_every epochs, or now when an interrupt waits for it (then stop)."""
+        stream to last.pt every checkpoint_every epochs, or now when an interrupt waits for it (then stop).
+        An object named rng stands for the random streams (a run that draws from its own generator)."""
         self._last_epoch = epoch
         if not self.writes:
             return
@@ -308,7 +309,7 @@ class Run:
             self._history_file.flush()  # the rows up to last.pt's epoch must be on disk before it is
             checkpoint.save(self.dir / "last.pt", {
                 "epoch": epoch, "seconds": self.seconds(), "rng": checkpoint.rng_state(),
-                **{name: target.state_dict() for name, target in objects.items()}})
+                **{name: target.state_dict() for name, target in objects.items()}})  # rng: its own, if given
             self._saved_epoch = epoch
         if self._interrupted:
             raise KeyboardInterrupt

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common import checkpoint
 from common.device import seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.runs import Run
@@ -81,26 +82,61 @@ class Ensemble(nn.Module):
             h = self.activation(torch.baddbmm(self.b_frozen, h, self.w_frozen)) * self.mask
         return torch.baddbmm(self.b_out, h, self.w_out)
 
-    def member_state(self, e: int) -> dict:
-        """Network e's weights as the state dict of its own FunctionNet (views, not copies)."""
+    def member_state(self, e: int, like: dict | None = None) -> dict:
+        """Network e's weights as the state dict of its own FunctionNet (views, not copies), in its order.
+        like: tensors keyed by this module's parameters (an optimiser's moments): their part for network e,
+        under the same names (0-d tensors, such as Adam's step, as they are)."""
         w = self.widths[e]
-        state = {"input.weight": self.w_in[e, :, :w].T, "input.bias": self.b_in[e, 0, :w]}
+        pieces = [("input.weight", self.w_in, lambda t: t[e, :, :w].T),
+                  ("input.bias", self.b_in, lambda t: t[e, 0, :w])]
         for i, (weight, bias) in enumerate(zip(self.w_hidden, self.b_hidden, strict=True)):
-            state[f"hidden.{i}.weight"], state[f"hidden.{i}.bias"] = weight[e, :w, :w].T, bias[e, 0, :w]
+            pieces += [(f"hidden.{i}.weight", weight, lambda t: t[e, :w, :w].T),
+                       (f"hidden.{i}.bias", bias, lambda t: t[e, 0, :w])]
         if self.frozen_uses:
-            state["frozen_weight"], state["frozen_bias"] = self.w_frozen[e, :w, :w].T, self.b_frozen[e, 0, :w]
-        state["output.weight"], state["output.bias"] = self.w_out[e, :w].T, self.b_out[e, 0]
-        return state
+            pieces += [("frozen_weight", self.w_frozen, lambda t: t[e, :w, :w].T),
+                       ("frozen_bias", self.b_frozen, lambda t: t[e, 0, :w])]
+        pieces += [("output.weight", self.w_out, lambda t: t[e, :w].T), ("output.bias", self.b_out, lambda t: t[e, 0])]
+        if like is None:
+            return {name: cut(tensor) for name, tensor, cut in pieces}
+        return {name: cut(like[tensor]) if like[tensor].dim() else like[tensor]
+                for name, tensor, cut in pieces if tensor in like}
 
 
 class Member:
-    """Network e of an ensemble, as EarlyStopping sees a model: its state dict."""
+    """Network e of an ensemble, as EarlyStopping and last.pt see a model: its state dict."""
 
     def __init__(self, ensemble: Ensemble, e: int):
         self.ensemble, self.e = ensemble, e
 
     def state_dict(self) -> dict:
         return self.ensemble.member_state(self.e)
+
+
+class MemberOptimizer:
+    """The state dict that train.py's optimiser would hold for network e alone, so that its last.pt
+    resumes with train.py --resume (one run at a time: the same numbers)."""
+
+    def __init__(self, ensemble: Ensemble, optimizer: torch.optim.Optimizer, e: int):
+        self.ensemble, self.optimizer, self.e = ensemble, optimizer, e
+
+    def state_dict(self) -> dict:
+        names = [name for name in self.ensemble.member_state(self.e) if not name.startswith("frozen")]
+        keys = {key for state in self.optimizer.state.values() for key in state}  # Adam: step, exp_avg, ...
+        parts = {key: self.ensemble.member_state(self.e, like={param: state[key] for param, state in
+                                                               self.optimizer.state.items()}) for key in keys}
+        group = {key: value for key, value in self.optimizer.param_groups[0].items() if key != "params"}
+        return {"state": {i: {key: parts[key][name].clone() for key in keys} for i, name in enumerate(names)} if keys
+                else {}, "param_groups": [{**group, "params": list(range(len(names)))}]}
+
+
+class MemberRandom:
+    """The random streams as train.py would have them for network e: its data order is its own generator's."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict:
+        return {**checkpoint.rng_state(), "torch": self.generator.get_state()}
 
 
 def mse_per_network(prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -149,9 +185,11 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
         generators.append(torch.Generator().set_state(torch.get_rng_state()))
     ensemble = Ensemble(nets).to(device)
     optimizer = train.make_optimizer(args.optimizer, ensemble.parameters(), args.lr)
-    for run_args in runs_args:  # no last.pt: an interrupted ensemble is cheaper to run again than to save
-        run_args.checkpoint_every, run_args.ensemble = None, len(runs_args)
-    runs = [Run("lab1_fnn", run_args, device) for run_args in runs_args]
+    for run_args in runs_args:
+        run_args.ensemble = len(runs_args)  # recorded in config.json: trained together with ensemble - 1 others
+    # Each run's last.pt is in train.py's format: an interrupted point resumes alone, with train.py --resume.
+    # Ctrl-C stops at once (one handler could not defer for every run), from the last checkpoint.
+    runs = [Run("lab1_fnn", run_args, device, defer_interrupts=False) for run_args in runs_args]
     stoppers = [EarlyStopping(run_args.patience) for run_args in runs_args]
     ended = {}  # network -> (status, final training MSE, final weights)
 
@@ -165,6 +203,9 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
             status = stoppers[e].update(Member(ensemble, e), epoch, val_mse[e], losses=(train_mse[e],))
             if status != "ok" or epoch == args.epochs:
                 ended[e] = (status, final_weights(ensemble, e, x_train, y_train))
+            else:
+                runs[e].checkpoint(epoch, model=Member(ensemble, e), optimizer=MemberOptimizer(ensemble, optimizer, e),
+                                   stopper=stoppers[e], rng=MemberRandom(generators[e]))
         if len(ended) == len(runs):
             break
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -309,3 +310,31 @@ def test_the_quick_sweep_benchmark_runs_and_prints_its_ratios():
     ratios = result.stdout.strip().splitlines()[-1]
     assert ratios.startswith("a/c ") and " b/c " in ratios
     assert float(ratios.split()[-1]) < 1e-4  # the ensembles' numbers are one-at-a-time's
+
+
+@pytest.mark.parametrize("optimizer", [["--optimizer", "sgd"], ["--optimizer", "adam", "--lr", "3e-3", "--batch-size",
+                                                                 "40"]])
+def test_a_point_interrupted_in_an_ensemble_resumes_alone_with_the_same_numbers(tmp_path, run_cli, optimizer, capsys):
+    """The ensemble writes each run's last.pt in train.py's format: model, optimiser moments, data order."""
+    from common.sweep import cli as sweep
+    from lab1_fnn import ensemble
+    grid = ["--grid", "width=6,20", "--", *TINY[:2], "--epochs", "60", "--checkpoint-every", "20", *optimizer]
+    original, calls = ensemble.train_one_epoch, []
+
+    def train_one_epoch(*args):
+        calls.append(1)
+        if len(calls) == 45:
+            raise KeyboardInterrupt
+        return original(*args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ensemble, "train_one_epoch", train_one_epoch)
+        assert run_cli(sweep.main, ["lab1_fnn", "--out", str(tmp_path / "cut"), *grid])[0] == 130
+    assert all((tmp_path / f"cut/width={w}/last.pt").exists() for w in (6, 20))
+    capsys.readouterr()
+    resumed = sweep.main(["lab1_fnn", "--out", str(tmp_path / "cut"), *grid])
+    assert capsys.readouterr().out.count("was interrupted: resuming it from its last.pt") == 2
+    alone = sweep.main(["lab1_fnn", "--out", str(tmp_path / "alone"), "--no-batch", *grid])
+    for key in ("best_val_mse", "test_mse", "final_train_mse"):
+        assert np.allclose(resumed[key], alone[key], rtol=1e-4, atol=0), key
+    epochs = pd.read_csv(tmp_path / "cut/width=20/history.csv")["epoch"]
+    assert list(epochs) == list(range(1, 61))

@@ -305,7 +305,7 @@ def test_interrupts_are_deferred_during_epochs_only(tmp_path, monkeypatch):
 
 
 def test_a_rerun_sweep_resumes_an_interrupted_point_from_its_last_pt(tmp_path, run_cli, interrupt_in_epoch, capsys):
-    argv = ["lab1_fnn", "--out", str(tmp_path / "sweep"), "--grid", "width=4,8", "--",
+    argv = ["lab1_fnn", "--out", str(tmp_path / "sweep"), "--no-batch", "--grid", "width=4,8", "--",
             "--n-points", "60", "--epochs", "30", "--checkpoint-every", "10"]
     with interrupt_in_epoch(lab1, 55):  # width=4 runs its 30 epochs, width=8 stops in its epoch 25
         assert run_cli(sweep.main, argv)[0] == 130
