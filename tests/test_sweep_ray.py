@@ -18,7 +18,8 @@ ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--grid", "width=4,8", "depth=1,2", "--metric", "test_mse", "--", "--epochs", "20", "--n-points", "60"]
-SLOW = ["--grid", "width=4..7", "--metric", "test_mse", "--", "--n-points", "60", "--epochs", "2000"]  # ~1.5 s a point
+# ~1.5 s a point, one point a task (lab 1 would otherwise train these narrow networks as one ensemble)
+SLOW = ["--no-batch", "--grid", "width=4..7", "--metric", "test_mse", "--", "--n-points", "60", "--epochs", "2000"]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_a_killed_driver_leaves_no_worker_writing_and_a_restart_runs_only_the_re
 
 def test_ctrl_c_in_a_driver_on_a_ray_it_does_not_own_cancels_the_running_points(tmp_path, cluster, monkeypatch):
     out = tmp_path / "sweep"
-    argv = ["lab1_fnn", "--out", str(out), "--backend", "ray", "--grid", "width=4..6", *SLOW[2:]]
+    argv = ["lab1_fnn", "--out", str(out), "--backend", "ray", "--no-batch", "--grid", "width=4..6", *SLOW[3:]]
     outcome = ray_backend.outcome
     calls = []
 
