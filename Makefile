@@ -2,7 +2,7 @@
 # make test   - set up, then the test suite
 # make reproduce SCALE=smoke|full - every sweep of the report, then report/REPORT.md
 # make lint   - ruff (also the first step of make test)
-# make bench  - benchmarks (ratios measured side by side)
+# make bench  - benchmarks (ratios measured side by side; about 40 min on 2 cores, most of it bench/lab1_sweep.py)
 # make gpu-check - on a CUDA machine: every lab a few steps on the GPU (device, bf16, channels-last, loss, DDP, speed)
 VENV ?= .venv
 SCALE ?= smoke
