@@ -74,8 +74,8 @@ def parse_args(argv=None):
                         help="train the seeds --seed .. --seed+K-1 at once, as one batched ensemble, each into "
                              "<out>/seed=S; report the mean ± std over them in <out>/seeds.json (1)")
     args = parser.parse_args(argv)
-    if args.seeds > 1 and (args.optimizer == "lbfgs" or args.resume):
-        raise cli.UsageError("--seeds trains the seeds as one ensemble: not with --optimizer lbfgs or --resume")
+    if args.seeds > 1 and args.optimizer == "lbfgs":
+        raise cli.UsageError("--seeds trains the seeds as one ensemble: not with --optimizer lbfgs")
     if args.seed + args.seeds > 2**63:
         raise cli.UsageError(f"--seed {args.seed} --seeds {args.seeds}: the seeds must stay below 2**63")
     if args.optimizer == "lbfgs" and args.batch_size:
@@ -225,13 +225,25 @@ def main(argv=None) -> dict:
 
 
 def train_seeds(args, argv: list[str]) -> dict:
-    """--seeds K: the K runs as one ensemble (lab1_fnn.ensemble), then the mean ± std over the seeds."""
+    """--seeds K: the K runs as one ensemble (lab1_fnn.ensemble), then the mean ± std over the seeds. With
+    --resume, finished seeds are read, interrupted ones continue alone from their last.pt, the rest train."""
     from lab1_fnn.ensemble import train_together  # it builds on this module
     out = Path(args.out) if args.out else default_out_dir("lab1_fnn")
     seeds = range(args.seed, args.seed + args.seeds)
-    summaries = train_together([[*argv, "--seeds", "1", "--seed", str(seed), "--out", str(out / f"seed={seed}")]
-                                for seed in seeds])
-    table = pd.DataFrame(summaries)
+    fresh = [flag for flag in argv if flag != "--resume"]
+    runs = {seed: [*fresh, "--seeds", "1", "--seed", str(seed), "--out", str(out / f"seed={seed}")] for seed in seeds}
+    summaries = {}
+    for seed in seeds if args.resume else ():
+        if (out / f"seed={seed}" / "summary.json").exists():
+            summaries[seed] = json.loads((out / f"seed={seed}" / "summary.json").read_text())
+        elif (out / f"seed={seed}" / "last.pt").exists():
+            summaries[seed] = main([*runs[seed], "--resume"])
+    rest = [seed for seed in seeds if seed not in summaries]
+    if len(rest) > 1:
+        summaries.update(zip(rest, train_together([runs[seed] for seed in rest]), strict=True))
+    elif rest:
+        summaries[rest[0]] = main(runs[rest[0]])
+    table = pd.DataFrame([summaries[seed] for seed in seeds])
     report = {"seeds": list(seeds), "statuses": list(table["status"])}
     for key in ("best_val_mse", "test_mse", "final_train_mse", "best_epoch"):
         values = pd.to_numeric(table[key], errors="coerce").dropna()

@@ -338,3 +338,25 @@ def test_a_point_interrupted_in_an_ensemble_resumes_alone_with_the_same_numbers(
         assert np.allclose(resumed[key], alone[key], rtol=1e-4, atol=0), key
     epochs = pd.read_csv(tmp_path / "cut/width=20/history.csv")["epoch"]
     assert list(epochs) == list(range(1, 61))
+
+
+def test_seeds_interrupted_resume_with_seeds_and_resume(tmp_path, run_cli):
+    from lab1_fnn import ensemble
+    flags = [*TINY, "--epochs", "60", "--checkpoint-every", "20", "--seeds", "2", "--out", str(tmp_path / "k")]
+    original, calls = ensemble.train_one_epoch, []
+
+    def train_one_epoch(*args):
+        calls.append(1)
+        if len(calls) == 45:
+            raise KeyboardInterrupt
+        return original(*args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ensemble, "train_one_epoch", train_one_epoch)
+        code, err = run_cli(train.main, flags)
+    assert code == 130 and err[0].count("stopped after epoch 40 (last.pt)") == 2
+    code, err = run_cli(train.main, flags)
+    assert code == 2 and "add --resume" in err[0]
+    report = train.main([*flags, "--resume"])
+    whole = train.main([*flags[:-1], str(tmp_path / "whole")])
+    assert report["best_val_mse"]["mean"] == pytest.approx(whole["best_val_mse"]["mean"], rel=1e-4)
+    assert report["statuses"] == ["ok", "ok"]
