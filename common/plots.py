@@ -1,4 +1,5 @@
 """Figures shared by the labs: loss curves, annotated heatmaps, image grids (PNG, no display)."""
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -57,7 +58,8 @@ def plot_heatmap(path: Path, values, row_labels, col_labels, xlabel: str, ylabel
     fig.colorbar(image, ax=ax)
     ax.set_xticks(range(len(col_labels)), labels=[str(c) for c in col_labels])
     ax.set_yticks(range(len(row_labels)), labels=[str(r) for r in row_labels])
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    # a small grid makes a narrow figure: wrap the title to its width (about 9 characters an inch)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title and textwrap.fill(title, int(fig.get_figwidth() * 9)))
     if finite.size:
         middle = np.exp(np.log(finite).mean()) if norm else finite.mean()
         for (r, c), v in np.ndenumerate(values):
