@@ -191,18 +191,22 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
     # Ctrl-C stops at once (one handler could not defer for every run), from the last checkpoint.
     runs = [Run("lab1_fnn", run_args, device, defer_interrupts=False) for run_args in runs_args]
     stoppers = [EarlyStopping(run_args.patience) for run_args in runs_args]
-    ended = {}  # network -> (status, final training MSE, final weights)
+    ended = {}  # network -> (status, final training MSE, a copy of its final weights)
 
     for epoch in range(1, args.epochs + 1):
         train_mse = train_one_epoch(ensemble, optimizer, x_train, y_train, args.batch_size, generators).tolist()
         val_mse = evaluate(ensemble, x_val, y_val).tolist()
+        ending_train_mse = None  # every network's, computed once in an epoch where some run ends
         for e in range(len(runs)):
             if e in ended:
                 continue  # it trains on with the others, unseen: its numbers ended with its run
             runs[e].log(epoch=epoch, train_mse=train_mse[e], val_mse=val_mse[e])
             status = stoppers[e].update(Member(ensemble, e), epoch, val_mse[e], losses=(train_mse[e],))
             if status != "ok" or epoch == args.epochs:
-                ended[e] = (status, final_weights(ensemble, e, x_train, y_train))
+                if ending_train_mse is None:
+                    ending_train_mse = evaluate(ensemble, x_train, y_train).tolist()
+                weights = {key: value.detach().clone() for key, value in ensemble.member_state(e).items()}
+                ended[e] = (status, ending_train_mse[e], weights)
             else:
                 runs[e].checkpoint(epoch, model=Member(ensemble, e), optimizer=MemberOptimizer(ensemble, optimizer, e),
                                    stopper=stoppers[e], rng=MemberRandom(generators[e]))
@@ -211,15 +215,8 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
 
     summaries = []
     for e, run_args in enumerate(runs_args):
-        status, (final_train_mse, weights) = ended[e]
+        status, final_train_mse, weights = ended[e]
         model = train.FunctionNet(run_args.width, args.depth, args.activation, args.hidden_layers).to(device)
         model.load_state_dict(weights)
         summaries.append(train.finish(runs[e], run_args, model, stoppers[e], status, final_train_mse, data, device))
     return summaries
-
-
-def final_weights(ensemble, e: int, x_train, y_train) -> tuple[float, dict]:
-    """Network e's training MSE and a copy of its weights, as its run ends."""
-    with torch.no_grad():
-        mse = mse_per_network(ensemble(x_train), y_train)[e].item()
-    return mse, {key: value.detach().clone() for key, value in ensemble.member_state(e).items()}

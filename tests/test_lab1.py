@@ -314,20 +314,13 @@ def test_the_quick_sweep_benchmark_runs_and_prints_its_ratios():
 
 @pytest.mark.parametrize("optimizer", [["--optimizer", "sgd"], ["--optimizer", "adam", "--lr", "3e-3", "--batch-size",
                                                                  "40"]])
-def test_a_point_interrupted_in_an_ensemble_resumes_alone_with_the_same_numbers(tmp_path, run_cli, optimizer, capsys):
+def test_a_point_interrupted_in_an_ensemble_resumes_alone_with_the_same_numbers(tmp_path, run_cli, optimizer, capsys,
+                                                                                interrupt_in_epoch):
     """The ensemble writes each run's last.pt in train.py's format: model, optimiser moments, data order."""
     from common.sweep import cli as sweep
     from lab1_fnn import ensemble
     grid = ["--grid", "width=6,20", "--", *TINY[:2], "--epochs", "60", "--checkpoint-every", "20", *optimizer]
-    original, calls = ensemble.train_one_epoch, []
-
-    def train_one_epoch(*args):
-        calls.append(1)
-        if len(calls) == 45:
-            raise KeyboardInterrupt
-        return original(*args)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ensemble, "train_one_epoch", train_one_epoch)
+    with interrupt_in_epoch(ensemble, 45):
         assert run_cli(sweep.main, ["lab1_fnn", "--out", str(tmp_path / "cut"), *grid])[0] == 130
     assert all((tmp_path / f"cut/width={w}/last.pt").exists() for w in (6, 20))
     capsys.readouterr()
@@ -340,18 +333,10 @@ def test_a_point_interrupted_in_an_ensemble_resumes_alone_with_the_same_numbers(
     assert list(epochs) == list(range(1, 61))
 
 
-def test_seeds_interrupted_resume_with_seeds_and_resume(tmp_path, run_cli):
+def test_seeds_interrupted_resume_with_seeds_and_resume(tmp_path, run_cli, interrupt_in_epoch):
     from lab1_fnn import ensemble
     flags = [*TINY, "--epochs", "60", "--checkpoint-every", "20", "--seeds", "2", "--out", str(tmp_path / "k")]
-    original, calls = ensemble.train_one_epoch, []
-
-    def train_one_epoch(*args):
-        calls.append(1)
-        if len(calls) == 45:
-            raise KeyboardInterrupt
-        return original(*args)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ensemble, "train_one_epoch", train_one_epoch)
+    with interrupt_in_epoch(ensemble, 45):
         code, err = run_cli(train.main, flags)
     assert code == 130 and err[0].count("stopped after epoch 40 (last.pt)") == 2
     code, err = run_cli(train.main, flags)
