@@ -1,7 +1,10 @@
 """Lab 5: time per optimisation step of our style transfer (one forward, one backward of the summed
-losses, channels-last convolutions) against the report's tutorial-style code (a loss module after
-each chosen layer, one backward per loss with retain_graph, plain NCHW), same weights, images,
-layers and size, alternated in one process. Both must give the same loss.
+losses, channels-last convolutions) against two others, same weights, images, layers and size,
+alternated in one process:
+- the floor: one bare forward + backward of the same truncated VGG on the same image (no losses, no
+  Gram matrices, no optimiser) - what any step costs at least;
+- the report's tutorial-style code (a loss module after each chosen layer, one backward per loss with
+  retain_graph, plain NCHW, autograd's Gram matrix); it must give the same loss as ours.
 
     python bench/lab5_step.py [--sizes 128 256] [--steps 20] [--rounds 3]
 """
@@ -14,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lab5_style.data import image_path, load_image
-from lab5_style.model import StyleTransferLoss, build_features, gram, weights_file
+from lab5_style.model import StyleTransferLoss, build_features, weights_file
 
 CONTENT_LAYERS = {"conv_4": 1.0}
 STYLE_LAYERS = {"conv_1": 1000.0, "conv_2": 800.0, "conv_3": 600.0, "conv_4": 400.0, "conv_5": 200.0}
@@ -43,10 +46,16 @@ class ContentLoss(nn.Module):
         return self.loss
 
 
+def tutorial_gram(x):
+    a, b, c, d = x.shape
+    features = x.reshape(a * b, c * d)
+    return torch.mm(features, features.t()).div(a * b * c * d)
+
+
 class StyleLoss(ContentLoss):
     def forward(self, x):
         output = x.clone()
-        self.loss = F.mse_loss(gram(x) * self.weight, self.target)
+        self.loss = F.mse_loss(tutorial_gram(x) * self.weight, self.target)
         return output
 
 
@@ -61,7 +70,7 @@ def tutorial_model(features, content, style):
             model.add_module(f"content_loss_{name}", loss)
             losses.append(loss)
         if name in STYLE_LAYERS:
-            loss = StyleLoss(gram(model(style)), STYLE_LAYERS[name])
+            loss = StyleLoss(tutorial_gram(model(style)), STYLE_LAYERS[name])
             model.add_module(f"style_loss_{name}", loss)
             losses.append(loss)
         if len(losses) == len(CONTENT_LAYERS) + len(STYLE_LAYERS):
@@ -85,6 +94,12 @@ def our_step(loss_fn, image, optimizer):
     return total.item()
 
 
+def floor_step(features, image):
+    """The truncated VGG alone: forward to the deepest layer the losses use, backward to the image."""
+    *_, deepest = features(image, set(CONTENT_LAYERS) | set(STYLE_LAYERS)).values()  # in the layers' order
+    torch.autograd.grad(deepest, image, torch.ones_like(deepest))
+
+
 def seconds_per_step(step, steps: int) -> float:
     step()  # warm-up
     started = time.perf_counter()
@@ -97,7 +112,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3, help="alternate the two this many times; keep the best")
+    parser.add_argument("--rounds", type=int, default=3, help="alternate the three this many times; keep the best")
     args = parser.parse_args()
     features = build_features("vgg16", weights_file("vgg16", None, quiet=True), "avg")
     print(f"lab5 step: vgg16 avg pool, content {list(CONTENT_LAYERS)}, style {list(STYLE_LAYERS)}, "
@@ -112,18 +127,20 @@ def main():
         ours_loss = our_step(loss_fn, ours_image, ours_optimizer)
         tutorial_loss = tutorial_step(model, losses, tutorial_image, tutorial_optimizer)
         assert abs(ours_loss - tutorial_loss) <= 1e-4 * abs(tutorial_loss), (ours_loss, tutorial_loss)
-        ours, tutorial = [], []
-        def step_tutorial(model=model, losses=losses, image=tutorial_image, optimizer=tutorial_optimizer):
-            return tutorial_step(model, losses, image, optimizer)
-
-        def step_ours(loss_fn=loss_fn, image=ours_image, optimizer=ours_optimizer):
-            return our_step(loss_fn, image, optimizer)
-
+        floor_image = content.clone().requires_grad_()
+        steps = {"floor": lambda image=floor_image: floor_step(features, image),
+                 "ours": lambda image=ours_image, optimizer=ours_optimizer, loss_fn=loss_fn:
+                     our_step(loss_fn, image, optimizer),
+                 "tutorial": lambda image=tutorial_image, optimizer=tutorial_optimizer, model=model, losses=losses:
+                     tutorial_step(model, losses, image, optimizer)}
+        times = {name: [] for name in steps}
         for _ in range(args.rounds):
-            tutorial.append(seconds_per_step(step_tutorial, args.steps))
-            ours.append(seconds_per_step(step_ours, args.steps))
-        print(f"{content.shape[2]}x{content.shape[3]} px: tutorial-style {min(tutorial) * 1e3:7.1f} ms/step, "
-              f"ours {min(ours) * 1e3:7.1f} ms/step, speed-up x{min(tutorial) / min(ours):.2f} "
+            for name, step in steps.items():
+                times[name].append(seconds_per_step(step, args.steps))
+        best = {name: min(seconds) for name, seconds in times.items()}
+        print(f"{content.shape[2]}x{content.shape[3]} px: floor {best['floor'] * 1e3:7.1f} ms/step, "
+              f"ours {best['ours'] * 1e3:7.1f}, tutorial-style {best['tutorial'] * 1e3:7.1f}; "
+              f"ours/floor {best['ours'] / best['floor']:.2f}, tutorial/ours {best['tutorial'] / best['ours']:.2f} "
               f"(same first loss {ours_loss:.4g})")
 
 

@@ -99,8 +99,9 @@ def add_checkpointing(parser: argparse.ArgumentParser, every: int) -> None:
 
 def run(main) -> None:
     """Call a lab's (or a tool's) main() and turn every way it can end badly into one line on stderr:
-    bad input (UsageError) exit 2; Ctrl-C or SIGTERM exit 130, the run's folder left unfinished; anything
-    else exit 1 (the traceback too when LABS_DEBUG=1)."""
+    bad input (UsageError) exit 2; Ctrl-C or SIGTERM exit 130, the run's folder left unfinished (a message the
+    interrupted code gave the KeyboardInterrupt is added to the line); anything else exit 1 (the traceback too
+    when LABS_DEBUG=1)."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
@@ -110,10 +111,10 @@ def run(main) -> None:
         if distributed.is_main():  # every DDP process parses the same flags: one line, not one per process
             print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not turn the cleanup into a traceback
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        notes = abandon_active_runs()
+        notes = abandon_active_runs() + ([str(interrupt)] if str(interrupt) else [])  # e.g. a download's .part
         print("interrupted" + "".join(f": {note}" for note in notes), file=sys.stderr)
         sys.exit(130)
     except Exception as error:  # anything unexpected: one line, the traceback only when asked for

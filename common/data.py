@@ -1,10 +1,16 @@
-"""Data helpers shared by the labs: class-balanced subsets and downloads that fail clearly offline."""
+"""Data helpers shared by the labs: class-balanced subsets, files of the embedded-data packages, and
+datasets kept in memory for the next run of a sweep in the same process. Downloads: common.fetch, whose
+command line this module runs (python -m common.data fetch|check)."""
 import importlib.util
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
-from common.errors import UsageError
+T = TypeVar("T")
+_reused: dict[str, tuple[tuple, object]] = {}  # loader's name -> (its arguments and files, what it returned)
 
 
 def seeded_permutation(n: int, seed: int) -> torch.Tensor:
@@ -25,22 +31,6 @@ def balanced_subset(labels, size: int, seed: int) -> torch.Tensor:
     return perm[torch.sort(rank, stable=True).indices[:size]]
 
 
-def download_and_extract(url: str, root: Path, what: str, expected: Path) -> Path:
-    """Download and unpack an archive into root; offline, one clear error saying how to get it."""
-    from torchvision.datasets.utils import download_and_extract_archive
-    if not root.is_dir():
-        raise UsageError(f"{what} not found at {expected}, and --data-root {root} does not exist (nothing is "
-                         f"downloaded into a folder that is not there)")
-    try:
-        download_and_extract_archive(url, download_root=str(root))
-    except Exception as error:  # any network or archive failure gets the same advice
-        raise UsageError(f"{what} not found at {expected} and the download of {url} failed "
-                         f"({type(error).__name__}); download and unpack it into {root}") from None
-    if not expected.exists():
-        raise UsageError(f"{url} unpacked into {root} but {expected} is still missing")
-    return expected
-
-
 def package_file(package: str, relative: str) -> Path | None:
     """A data file shipped inside an installed package, found by path without importing the
     package (the embedded-data packages declare dependencies we do not install)."""
@@ -49,3 +39,46 @@ def package_file(package: str, relative: str) -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     return path if path.exists() else None
+
+
+def reused(loader: Callable[..., T], *args, files: Iterable[Path] = ()) -> T:
+    """loader(*args), or what it returned to the previous call in this process if that call had equal args
+    and `files` (the files the loader reads, or folders holding them) were the same size and modification
+    time: a sweep's points load their dataset once per process, and a changed file is read again. Only each
+    loader's last value is kept (full datasets take GBs). The value is shared by every later run: callers
+    hand a run a copy of anything it may change."""
+    name = f"{loader.__module__}.{loader.__qualname__}"
+    key = (args, file_states(files))
+    if name in _reused and _reused[name][0] == key:
+        return _reused[name][1]
+    _reused.pop(name, None)  # the old value goes before the new one is read, not after
+    value = loader(*args)
+    _reused[name] = (key, value)
+    return value
+
+
+def forget_reused() -> None:
+    """Drop every kept value: the next load reads its files (for tests and benchmarks)."""
+    _reused.clear()
+
+
+def file_states(paths: Iterable[Path]) -> tuple:
+    """(path, size, modification time) of each file, and of every file under each folder; a missing path
+    gives (path, None), so that its appearing changes the states too."""
+    states = []
+    for path in map(os.path.abspath, paths):
+        files = [os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names] \
+            if os.path.isdir(path) else [path]
+        for file in sorted(files):
+            try:
+                stat = os.stat(file)
+            except OSError:  # missing, or a dangling link
+                states.append((file, None))
+                continue
+            states.append((file, stat.st_size, stat.st_mtime_ns))
+    return tuple(states)
+
+
+if __name__ == "__main__":  # python -m common.data fetch NAME... | check: the downloader's command line (common.fetch)
+    from common import cli, fetch
+    cli.run(fetch.main)

@@ -43,10 +43,11 @@ class EarlyStopping:
 
     def update(self, model, epoch: int, value: float, losses=(), tiebreak: float | None = None) -> str:
         """The end-of-epoch bookkeeping every lab shares: 'diverged' when a loss is NaN/inf,
-        'early_stopped' by the rule, else 'ok'. Keeps a copy of the best epoch's weights in best_state."""
+        'early_stopped' by the rule, else 'ok'. Keeps a copy of the best epoch's weights in best_state
+        (model None: the caller keeps them, and sets best_state before it is needed)."""
         if not all(math.isfinite(v) for v in (value, *losses)):
             return "diverged"
-        if self.step(epoch, value, tiebreak):
+        if self.step(epoch, value, tiebreak) and model is not None:
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return "early_stopped" if self.should_stop else "ok"
 

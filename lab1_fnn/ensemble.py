@@ -103,13 +103,36 @@ class Ensemble(nn.Module):
 
 
 class Member:
-    """Network e of an ensemble, as EarlyStopping and last.pt see a model: its state dict."""
+    """Network e of an ensemble, as last.pt sees a model: its state dict."""
 
     def __init__(self, ensemble: Ensemble, e: int):
         self.ensemble, self.e = ensemble, e
 
     def state_dict(self) -> dict:
         return self.ensemble.member_state(self.e)
+
+
+class BestWeights:
+    """Every network's best-validation weights in one stacked copy of the ensemble's parameters, updated
+    with one torch.where per parameter for the networks that improved (one EarlyStopping copy per network
+    and parameter cost more than the training step of a small network)."""
+
+    def __init__(self, ensemble: Ensemble):
+        self.ensemble = ensemble
+        self.copies = {param: param.detach().clone() for param in ensemble.parameters()}
+
+    @torch.no_grad()
+    def update(self, improved: list[int]) -> None:
+        if improved:
+            mask = torch.zeros(len(self.ensemble.widths), 1, 1, dtype=torch.bool, device=self.ensemble.mask.device)
+            mask[improved] = True
+            for param, copy in self.copies.items():
+                torch.where(mask, param, copy, out=copy)
+
+    def of(self, e: int) -> dict:
+        """Network e's best weights, as its own FunctionNet's state dict (copies)."""
+        buffers = {buffer: buffer for buffer in self.ensemble.buffers()}  # the report's frozen layer
+        return {name: t.clone() for name, t in self.ensemble.member_state(e, like={**self.copies, **buffers}).items()}
 
 
 class MemberOptimizer:
@@ -191,17 +214,23 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
     # Ctrl-C stops at once (one handler could not defer for every run), from the last checkpoint.
     runs = [Run("lab1_fnn", run_args, device, defer_interrupts=False) for run_args in runs_args]
     stoppers = [EarlyStopping(run_args.patience) for run_args in runs_args]
+    best = BestWeights(ensemble)
     ended = {}  # network -> (status, final training MSE, a copy of its final weights)
 
     for epoch in range(1, args.epochs + 1):
         train_mse = train_one_epoch(ensemble, optimizer, x_train, y_train, args.batch_size, generators).tolist()
         val_mse = evaluate(ensemble, x_val, y_val).tolist()
         ending_train_mse = None  # every network's, computed once in an epoch where some run ends
+        statuses = {}
         for e in range(len(runs)):
             if e in ended:
                 continue  # it trains on with the others, unseen: its numbers ended with its run
             runs[e].log(epoch=epoch, train_mse=train_mse[e], val_mse=val_mse[e])
-            status = stoppers[e].update(Member(ensemble, e), epoch, val_mse[e], losses=(train_mse[e],))
+            statuses[e] = stoppers[e].update(None, epoch, val_mse[e], losses=(train_mse[e],))
+        best.update([e for e in statuses if stoppers[e].best_epoch == epoch])
+        for e, status in statuses.items():
+            if status != "ok" or epoch == args.epochs or epoch % runs[e].checkpoint_every == 0:
+                stoppers[e].best_state = best.of(e) if stoppers[e].best_epoch else None
             if status != "ok" or epoch == args.epochs:
                 if ending_train_mse is None:
                     ending_train_mse = evaluate(ensemble, x_train, y_train).tolist()

@@ -2,14 +2,15 @@
 train/validation/test split; normalised, optionally augmented batches drawn from memory.
 
 fashion-mnist: IDX files from <data-root>/fashion-mnist/, else the Debian package
-dataset-fashion-mnist, else torchvision's download. tiny-imagenet: the tiny-imagenet-200/ folder
-layout (the official val set is our test set). cifar10/cifar100: torchvision.
+dataset-fashion-mnist, else a download (common.fetch). tiny-imagenet: the tiny-imagenet-200/ folder
+layout (the official val set is our test set). cifar10/cifar100: torchvision's folders, downloaded by
+common.fetch when missing.
 """
 import gzip
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,15 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from common import distributed
-from common.data import balanced_subset, download_and_extract, seeded_permutation
+from common.data import balanced_subset, reused, seeded_permutation
 from common.errors import UsageError
+from common.fetch import fetch
 
 FASHION_MNIST_DIRS = ("fashion-mnist", "FashionMNIST/raw")  # under --data-root; torchvision uses the second
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}  # torchvision's, under --data-root
 
 
 @dataclass
@@ -69,7 +71,7 @@ def load_fashion_mnist(root: Path) -> ImageSet:
             break
     else:
         _download_fashion_mnist(root)
-        paths = [_find_idx(root / "FashionMNIST/raw", stem) for stem in stems]
+        paths = [_find_idx(root / FASHION_MNIST_DIRS[0], stem) for stem in stems]
     train_x, train_y, test_x, test_y = (torch.from_numpy(read_idx(p).copy()) for p in paths)
     for images, labels, images_path, labels_path in ((train_x, train_y, *paths[:2]), (test_x, test_y, *paths[2:])):
         if images.dim() != 3 or labels.dim() != 1:
@@ -85,18 +87,15 @@ def load_fashion_mnist(root: Path) -> ImageSet:
 
 
 def _download_fashion_mnist(root: Path) -> None:
-    from torchvision.datasets import FashionMNIST
     if not root.is_dir():
         raise UsageError(f"Fashion-MNIST not found in {FASHION_MNIST_SYSTEM}, and --data-root {root} does not exist; "
                          f"install it with `apt-get install dataset-fashion-mnist` or put the four *-ubyte.gz "
                          f"files in an existing {root}/fashion-mnist/")
     try:
-        FashionMNIST(str(root), download=True)
-    except Exception as error:  # offline: say where the files can come from
-        raise UsageError(
-            f"Fashion-MNIST not found in {root}/fashion-mnist/ or {FASHION_MNIST_SYSTEM} and the download failed "
-            f"({type(error).__name__}); install it with `apt-get install dataset-fashion-mnist` or put the four "
-            f"*-ubyte.gz files in {root}/fashion-mnist/") from None
+        fetch("fashion-mnist", root)
+    except UsageError as error:  # offline: the Debian package is the other way to get it
+        raise UsageError(f"{error}; or install it with `apt-get install dataset-fashion-mnist` (into "
+                         f"{FASHION_MNIST_SYSTEM})") from None
 
 
 TINY_IMAGENET_SIZE = (64, 64)
@@ -135,7 +134,7 @@ def load_tiny_imagenet(root: Path, workers: int, skip_bad: bool = False) -> Imag
     """tiny-imagenet-200/: wnids.txt, words.txt, train/<wnid>/images/*.JPEG, val/images + val_annotations.txt."""
     base = root / "tiny-imagenet-200"
     if not base.exists():
-        download_and_extract(TINY_IMAGENET_URL, root, "Tiny-ImageNet-200", base)
+        fetch("tiny-imagenet", root)
     try:
         wnids = (base / "wnids.txt").read_text().split()
         index = {w: i for i, w in enumerate(wnids)}
@@ -159,14 +158,14 @@ def load_tiny_imagenet(root: Path, workers: int, skip_bad: bool = False) -> Imag
 def load_cifar(name: str, root: Path) -> ImageSet:
     from torchvision.datasets import CIFAR10, CIFAR100
     dataset = CIFAR10 if name == "cifar10" else CIFAR100
-    if not root.is_dir():
-        raise UsageError(f"{name} not found, and --data-root {root} does not exist (nothing is downloaded into a "
-                         f"folder that is not there)")
+    folder = root / CIFAR_FOLDERS[name]
+    if not folder.exists():
+        fetch(name, root)
     try:
-        train, test = (dataset(str(root), train=t, download=True) for t in (True, False))
-    except Exception as error:  # offline, or files that cannot be read
-        raise UsageError(f"{name} not found in {root} and the download failed ({type(error).__name__}); "
-                         f"put torchvision's {name} folder there") from None
+        train, test = (dataset(str(root), train=t) for t in (True, False))
+    except Exception as error:  # torchvision checks every file's MD5: missing, truncated or garbage files
+        raise UsageError(f"{folder}: corrupt {name} files ({type(error).__name__}); delete the folder, and the next "
+                         f"run downloads it afresh") from None
     def as_nchw(images):
         return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     return ImageSet(as_nchw(train.data), torch.tensor(train.targets), as_nchw(test.data), torch.tensor(test.targets),
@@ -174,11 +173,17 @@ def load_cifar(name: str, root: Path) -> ImageSet:
 
 
 def load(name: str, root: Path, workers: int = 4, skip_bad: bool = False) -> ImageSet:
+    """The dataset's images, read once per process (common.data.reused): later runs share its tensors,
+    which no run modifies (splits, statistics and batches index copies out of them), each with an ImageSet
+    of its own."""
     if name == "fashion-mnist":
-        return load_fashion_mnist(root)
-    if name == "tiny-imagenet":
-        return load_tiny_imagenet(root, workers, skip_bad)
-    return load_cifar(name, root)
+        folders = [root / d for d in FASHION_MNIST_DIRS] + [FASHION_MNIST_SYSTEM]
+        images = reused(load_fashion_mnist, root, files=folders)
+    elif name == "tiny-imagenet":
+        images = reused(load_tiny_imagenet, root, workers, skip_bad, files=[root / "tiny-imagenet-200"])
+    else:
+        images = reused(load_cifar, name, root, files=[root / CIFAR_FOLDERS[name]])
+    return replace(images, classes=list(images.classes))
 
 
 def split(images: ImageSet, val_fraction: float, seed: int, limit_train: int | None = None,

@@ -88,6 +88,23 @@ def parse_args(argv=None):
     return args
 
 
+def build_model(args, images: datasets.ImageSet, device) -> ResidualCNN:
+    """The flags' network for these images, on the device, channels-last."""
+    channels, size = images.train_x.shape[1], images.train_x.shape[2]
+    block_norm = args.norm if args.block_norm is None else args.block_norm
+    with allocating(f"--widths {','.join(map(str, args.widths))}"):
+        model = ResidualCNN(channels, len(images.classes), size, args.widths, args.convs_per_group,
+                            norm=args.norm == "batch", dropout=args.dropout, residual=args.residual,
+                            block_norm=block_norm == "batch", block_dropout=args.block_dropout).to(device)
+    return model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on CPU (oneDNN)
+
+
+def build_optimizer(args, model) -> torch.optim.Optimizer:
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), args.lr, momentum=0.9, weight_decay=args.weight_decay)
+    return torch.optim.Adam(model.parameters(), args.lr, weight_decay=args.weight_decay)
+
+
 def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augmented: bool, precision,
                     progress) -> dict:
     """One shuffled pass over the training images: mean loss and top-1 accuracy."""
@@ -139,18 +156,9 @@ def main(argv=None) -> dict:
     test_batches = datasets.Batches(images.test_x, images.test_y, mean, std, device)
     precision = autocast(device)
 
-    channels, size = images.train_x.shape[1], images.train_x.shape[2]
-    block_norm = args.norm if args.block_norm is None else args.block_norm
-    with allocating(f"--widths {','.join(map(str, args.widths))}"):
-        model = ResidualCNN(channels, len(images.classes), size, args.widths, args.convs_per_group,
-                            norm=args.norm == "batch", dropout=args.dropout, residual=args.residual,
-                            block_norm=block_norm == "batch", block_dropout=args.block_dropout).to(device)
-    model = model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on CPU (oneDNN)
+    model = build_model(args, images, device)
     trainer = distributed.wrap(model, device)  # DDP under torchrun; model itself in one process
-    if args.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), args.lr, weight_decay=args.weight_decay)
+    optimizer = build_optimizer(args, model)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lrd)
     run = Run("lab2_cnn", args, device)
 

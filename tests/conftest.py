@@ -1,4 +1,6 @@
 import contextlib
+import functools
+import json
 import os
 import signal
 
@@ -6,8 +8,16 @@ import pandas as pd
 import pytest
 import torch
 
+from common.data import forget_reused
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)  # tiny models: one thread is faster and deterministic
+
+
+@pytest.fixture(autouse=True)
+def fresh_data():
+    """Every test reads its data files itself, whatever earlier tests of the process loaded (common.data.reused)."""
+    forget_reused()
 
 
 @pytest.fixture
@@ -41,6 +51,22 @@ def torchrun():
                    str(script), *argv]
         return subprocess.run(command, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return call
+
+
+@pytest.fixture
+def bench():
+    """Run bench/<name> with these arguments in a process of one thread: its printed lines (it must succeed)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def call(name, *argv):
+        script = Path(__file__).resolve().parents[1] / "bench" / name
+        result = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=600,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()
     return call
 
 
@@ -83,4 +109,40 @@ def interrupted_and_resumed(tmp_path, run_cli, interrupt_in_epoch):
         assert {k: v for k, v in whole.items() if k not in varies} == \
             {k: v for k, v in resumed.items() if k not in varies}
         assert whole["epochs_run"] > 3
+    return check
+
+
+@pytest.fixture
+def reused_and_fresh(tmp_path, monkeypatch):
+    """Check that a lab's points run one after another in this process, where each of `readers` ((module,
+    name) of a function that common.data.reused calls) reads its files for the first point only, end with
+    the histories and summaries of the same points run each on data read afresh."""
+    def check(module, points: list[list[str]], *readers):
+        reads = []
+
+        def counting(read, name):
+            @functools.wraps(read)  # its name, under which common.data.reused keeps what it read
+            def counted(*args):
+                reads.append(name)
+                return read(*args)
+            return counted
+        for owner, name in readers:
+            monkeypatch.setattr(owner, name, counting(getattr(owner, name), name))
+        for way in ("reused", "fresh"):
+            reads.clear()
+            forget_reused()
+            for i, flags in enumerate(points):
+                if way == "fresh":
+                    forget_reused()
+                module.main([*flags, "--quiet", "--out", str(tmp_path / way / str(i))])
+            assert sorted(reads) == sorted([name for _, name in readers] * (len(points) if way == "fresh" else 1))
+        varies = ("seconds", "wall_seconds", "out", "seconds_per_epoch", "seconds_per_step")  # times
+        for i in range(len(points)):
+            reused, fresh = (pd.read_csv(tmp_path / way / str(i) / "history.csv") for way in ("reused", "fresh"))
+            pd.testing.assert_frame_equal(reused.drop(columns=list(varies), errors="ignore"),
+                                          fresh.drop(columns=list(varies), errors="ignore"), check_exact=True)
+            reused, fresh = (json.loads((tmp_path / way / str(i) / "summary.json").read_text())
+                             for way in ("reused", "fresh"))
+            assert {k: v for k, v in reused.items() if k not in varies} == \
+                {k: v for k, v in fresh.items() if k not in varies}
     return check

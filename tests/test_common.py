@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from common import cli
+from common.data import forget_reused, reused
 from common.device import seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.plots import plot_curves, plot_heatmap, plot_image_grid, plot_spread
@@ -120,3 +121,23 @@ def test_plots_write_real_images(tmp_path):
         with Image.open(path) as image:
             assert image.format == "PNG" and min(image.size) > 100
             assert len(np.unique(np.asarray(image.convert("L")))) > 2  # something was drawn
+
+
+def test_reused_keeps_each_loaders_last_value_until_its_arguments_or_files_change(tmp_path):
+    calls = []
+
+    def read(path, suffix):
+        calls.append(suffix)
+        return path.read_text() + suffix
+
+    def load(suffix="a"):
+        return reused(read, tmp_path / "data.txt", suffix, files=[tmp_path])
+    (tmp_path / "data.txt").write_text("1")
+    assert load() == load() == "1a" and len(calls) == 1
+    assert load("b") == "1b" and load() == "1a" and len(calls) == 3  # one value per loader: the last
+    (tmp_path / "new.txt").write_text("")  # a file appears in the folder
+    assert load() == "1a" and len(calls) == 4
+    (tmp_path / "data.txt").write_text("22")  # another size, whatever the clock's resolution
+    assert load() == "22a" and len(calls) == 5
+    forget_reused()
+    assert load() == "22a" and len(calls) == 6

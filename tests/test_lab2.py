@@ -2,18 +2,21 @@ import contextlib
 import gzip
 import itertools
 import json
+import math
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from common.data import balanced_subset
+from common.data import balanced_subset, forget_reused
 from lab2_cnn import data as datasets
 from lab2_cnn import train
 from lab2_cnn.model import ResidualBlock, ResidualCNN
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY_WIDTHS = "6,8,8,8,8,8"
 
 
@@ -238,8 +241,7 @@ def test_bad_flags_exit_2(tmp_path, run_cli, flags, message):
 
 def test_missing_data_has_a_clear_message(tmp_path, run_cli, monkeypatch):
     monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM", tmp_path / "no-such-dir")
-    monkeypatch.setattr("torchvision.datasets.FashionMNIST.mirrors", [f"file://{tmp_path}/offline/"])
-    monkeypatch.setattr(datasets, "TINY_IMAGENET_URL", f"file://{tmp_path}/offline/tiny-imagenet-200.zip")
+    monkeypatch.setenv("LABS_MIRROR", f"file://{tmp_path}/offline")  # common.fetch never reaches the network
     for dataset, hint in (("fashion-mnist", "apt-get install dataset-fashion-mnist"),
                           ("tiny-imagenet", "does not exist (nothing is downloaded")):
         code, err = run_cli(train.main, ["--dataset", dataset, "--data-root", str(tmp_path / "empty"),
@@ -383,3 +385,34 @@ def test_a_ddp_process_without_evaluation_rows_still_scores(monkeypatch):
     model = ResidualCNN(1, 10, 28, (4,) * 6, 1)
     metrics = train.evaluate(model, batches, torch.tensor([0]), 8, contextlib.nullcontext())
     assert metrics["top1"] == 0 and metrics["confusion"].sum() == 0 and metrics["confusion"].shape == (10, 10)
+
+
+def test_a_sweep_reads_the_images_once_and_its_points_end_as_when_run_alone(fashion_root, reused_and_fresh):
+    flags = ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "2", "--limit-train", "200"]
+    reused_and_fresh(train, [flags, [*flags, "--seed", "1", "--augment"], [*flags, "--limit-train", "300"]],
+                     (datasets, "load_fashion_mnist"))
+
+
+def test_runs_leave_the_images_they_share_as_read_and_a_changed_file_is_read_again(fashion_root, tmp_path):
+    train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "1", "--augment", "--quiet",
+                "--out", str(tmp_path / "run")])  # normalises, augments and batches the images it shares
+    own = datasets.load("fashion-mnist", fashion_root)
+    own.train_x = own.train_x[:1]  # a run's own ImageSet
+    own.classes.append("eleventh")
+    kept = datasets.load("fashion-mnist", fashion_root)
+    forget_reused()
+    fresh = datasets.load("fashion-mnist", fashion_root)
+    assert all(torch.equal(getattr(kept, key), getattr(fresh, key))
+               for key in ("train_x", "train_y", "test_x", "test_y"))
+    assert kept.classes == datasets.FASHION_MNIST_CLASSES
+    images, labels = class_pattern_images(100, seed=2)
+    write_idx(fashion_root / "fashion-mnist/train-images-idx3-ubyte.gz", images)
+    write_idx(fashion_root / "fashion-mnist/train-labels-idx1-ubyte.gz", labels)
+    assert len(datasets.load("fashion-mnist", fashion_root).train_y) == 100
+
+
+def test_the_quick_step_benchmark_runs_and_prints_its_ratio(fashion_root, bench):
+    *rates, ratio = bench("lab2_step.py", "--quick", "--", "--data-root", str(fashion_root))[-3:]
+    assert [line.split()[0] for line in rates] == ["epoch", "floor"]
+    assert ratio.startswith("epoch/floor ")
+    assert 0 < float(ratio.split()[1]) < math.inf

