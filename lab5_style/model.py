@@ -225,7 +225,7 @@ def weights_file(backbone: str, weights: Path | None, quiet: bool) -> Path:
 class _Gram(torch.autograd.Function):
     """F F^T / k. Its backward is one matmul, (g + g^T) / k · F, where autograd's for `flat @ flat.T`
     is two (one per operand) and an add of two (N*C) x (H*W) gradients: the Gram matrices are most of
-    what a step costs above the bare network, and this is a third of their cost."""
+    what a step costs above the bare network (bench/lab5_step.py)."""
 
     @staticmethod
     def forward(ctx, flat: torch.Tensor, k: int) -> torch.Tensor:
