@@ -138,18 +138,22 @@ def sweep_argv(out, *extra):
 
 def test_ctrl_c_stops_a_two_job_sweep_writes_what_finished_and_leaves_no_worker(tmp_path):
     out = tmp_path / "sweep"
-    argv = sweep_argv(out, "--jobs", "2", "--grid", "width=4..7", "--metric", "test_mse", "--curves", "val_mse",
-                      "--", "--n-points", "60", "--epochs", "3000")
+    # Two short points and two long ones, in a worker each: the signal lands after the short ones have finished
+    # and while the long ones run, however fast the machine.
+    argv = sweep_argv(out, "--jobs", "2", "--grid", "epochs=30,40000", "width=4,5", "--metric",
+                      "test_mse", "--curves", "val_mse", "--", "--n-points", "60")
     process = start(argv, cwd=ROOT, start_new_session=True)
-    wait_for(out / "width=4" / "config.json")
-    time.sleep(2)
+    for finished in ("epochs=30_width=4", "epochs=30_width=5"):
+        wait_for(out / finished / "summary.json")
+    wait_for(out / "epochs=40000_width=4" / "history.csv")
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole process group
     started = time.time()
     _, err = process.communicate(timeout=60)
     assert time.time() - started < 15 and process.returncode == 130
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
     results = pd.read_csv(out / "results.csv")
-    assert len(results) == 4 and "unfinished" in set(results["status"])
+    statuses = list(results.sort_values("epochs")["status"])
+    assert len(results) == 4 and statuses == ["ok", "ok", "unfinished", "unfinished"]
     time.sleep(1)
     assert not children_of(process.pid)
     again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
