@@ -38,6 +38,30 @@ def add_patience(parser: argparse.ArgumentParser, default: int | None, metric: s
                              f"({'off' if default is None else default})")
 
 
+def add_schedule_flags(parser: argparse.ArgumentParser, default: str | None = "none",
+                       warmup: float | None = 0.0, kinds=None) -> None:
+    """--lr-schedule and --warmup (common.schedules). A default of None lets the lab choose after parsing."""
+    from common.schedules import KINDS
+    kinds = [k for k in KINDS if k != "exponential"] if kinds is None else kinds
+    parser.add_argument("--lr-schedule", choices=kinds, default=default,
+                        help=f"learning rate over training: {', '.join(kinds)} (common/schedules.py; "
+                             f"{default or 'see below'})")
+    parser.add_argument("--warmup", type=probability, default=warmup,
+                        help=f"share of the training steps with a linear warmup of the rate ({warmup})")
+
+
+def add_label_smoothing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label-smoothing", type=probability, default=0.0,
+                        help="training targets (1-e) one-hot + e/classes (torch's cross_entropy; the "
+                             "validation and test losses stay plain) (0)")
+
+
+def add_ema(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ema", type=probability, default=0.0, metavar="DECAY",
+                        help="evaluate, select and save an exponential moving average of the weights, "
+                             "updated after every step with this decay, e.g. 0.999 (common/ema.py; 0 = off)")
+
+
 def _number(cast, text, ok, what):
     try:
         value = cast(text)
