@@ -62,6 +62,11 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def unwrapped(trainer: nn.Module) -> nn.Module:
+    """The model inside wrap()'s DDP (the model itself in one process)."""
+    return trainer.module if isinstance(trainer, nn.parallel.DistributedDataParallel) else trainer
+
+
 def my_rows(n: int) -> slice:
     """This process's contiguous slice of a global batch of n rows (empty when n < world())."""
     size, me = world(), rank()

@@ -21,7 +21,7 @@ import torch
 KINDS = ("none", "exponential", "linear", "cosine", "onecycle", "plateau")
 
 
-class LRSchedule(torch.optim.lr_scheduler.LambdaLR):
+class LRSchedule(torch.optim.lr_scheduler.LRScheduler):
     """step() after every optimiser step; epoch_end(metric) after every epoch's validation."""
 
     def __init__(self, optimizer, kind: str, epochs: int, steps_per_epoch: int, warmup: float = 0.0,
@@ -33,16 +33,30 @@ class LRSchedule(torch.optim.lr_scheduler.LambdaLR):
         self.warmup_steps = int(warmup * self.total)
         self.plateau_patience = max(1, epochs // 20)
         self.plateau_scale, self.plateau_best, self.plateau_bad = 1.0, None, 0
-        super().__init__(optimizer, self.factor)
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        return [self.rate(base, self.last_epoch) for base in self.base_lrs]
+
+    def rate(self, base: float, step: int) -> float:
+        """The rate of a step: base times factor(step). exponential multiplies by lrd once per epoch done, as
+        torch's ExponentialLR does: base * lrd ** k differs from that product in the last bit from the 3rd or
+        4th epoch on, and Lab 2's default keeps the rates, and so the numbers, of its ExponentialLR."""
+        if self.kind == "exponential":
+            for _ in range(step // self.steps_per_epoch):
+                base *= self.lrd
+            return base * self._warm(step)
+        return base * self.factor(step)
+
+    def _warm(self, step: int) -> float:
+        return min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
 
     def factor(self, step: int) -> float:
         if self.kind == "onecycle":
             return self._one_cycle(step)
-        warm = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
+        warm = self._warm(step)
         after = max(0, step - self.warmup_steps)
         left = max(1, self.total - self.warmup_steps)
-        if self.kind == "exponential":
-            return warm * self.lrd ** (step // self.steps_per_epoch)
         if self.kind == "linear":  # as transformers' get_linear_schedule_with_warmup
             return warm * max(0.0, (self.total - step) / left) if step >= self.warmup_steps else warm
         if self.kind == "cosine":
@@ -81,7 +95,7 @@ class LRSchedule(torch.optim.lr_scheduler.LambdaLR):
 
     def _apply(self) -> None:
         """Set the rate of the current step (after the plateau scale, or a resumed state, changed it)."""
-        self._last_lr = [base * self.factor(self.last_epoch) for base in self.base_lrs]
+        self._last_lr = [self.rate(base, self.last_epoch) for base in self.base_lrs]
         for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
             group["lr"] = lr
 

@@ -253,3 +253,11 @@ class Batches:
             if augmented:
                 x = augment(x)
             yield x.contiguous(memory_format=torch.channels_last), self.y[idx], n
+
+    @staticmethod
+    def steps(count: int, batch_size: int) -> int:
+        """The optimiser steps of a training epoch over count images: the global batches that __call__
+        (shuffle=True) keeps, the same on every DDP process."""
+        full, rest = divmod(count, batch_size)
+        smallest = 2 * distributed.world()
+        return full * (batch_size >= smallest) + (rest >= smallest)

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import cli, distributed
+from common import cli, distributed, schedules
 from common.device import allocating, autocast, seed_everything, select_device
 from common.early_stopping import EarlyStopping
+from common.ema import averaged, evaluated
 from common.metrics import Tally
 from common.plots import plot_confusion, plot_train_val
 from common.runs import Run
@@ -61,7 +62,11 @@ def parse_args(argv=None):
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd has momentum 0.9")
     parser.add_argument("--lr", type=cli.positive_float, default=0.05)
     parser.add_argument("--lrd", type=cli.positive_float, default=0.8,
-                        help="learning-rate decay: multiply the lr by this after every epoch; 1 = off (0.8)")
+                        help="learning-rate decay of --lr-schedule exponential: multiply the lr by this after "
+                             "every epoch; 1 = off (0.8)")
+    cli.add_schedule_flags(parser, default="exponential", warmup=0.0, kinds=schedules.KINDS)
+    cli.add_label_smoothing(parser)
+    cli.add_ema(parser)
     parser.add_argument("--weight-decay", type=cli.non_negative_float, default=5e-4, help="L2 penalty (5e-4)")
     parser.add_argument("--epochs", type=cli.positive_int, default=10)
     cli.add_patience(parser, 2, "validation loss", wait_alias=True)
@@ -106,20 +111,26 @@ def build_optimizer(args, model) -> torch.optim.Optimizer:
 
 
 def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augmented: bool, precision,
-                    progress) -> dict:
-    """One shuffled pass over the training images: mean loss and top-1 accuracy."""
+                    progress, scheduler=None, ema=None, label_smoothing: float = 0.0) -> dict:
+    """One shuffled pass over the training images: mean (smoothed) loss, top-1 accuracy and lr, the rate of
+    the last step. After every optimiser step the scheduler steps and the average (ema) takes in the weights."""
     model.train()
     tally = Tally()
     for x, y, n in batches(indices, batch_size, shuffle=True, augmented=augmented):
         with precision:
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         (loss * distributed.gradient_weight(len(y), n)).backward()
+        lr = optimizer.param_groups[0]["lr"]  # the rate of this step
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(distributed.unwrapped(model))  # the average copies the plain model
         tally.add(loss, logits, y)
         progress.update(len(y))
-    return tally.mean()
+    return {**tally.mean(), "lr": lr}
 
 
 @torch.no_grad()
@@ -159,22 +170,26 @@ def main(argv=None) -> dict:
     model = build_model(args, images, device)
     trainer = distributed.wrap(model, device)  # DDP under torchrun; model itself in one process
     optimizer = build_optimizer(args, model)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lrd)
+    steps = datasets.Batches.steps(len(train_idx), args.batch_size)  # per epoch, for the per-step schedule
+    scheduler = schedules.schedule_from_args(optimizer, args, steps)  # plateau: on the validation loss
+    ema = averaged(model, args.ema)  # None without --ema
+    net = evaluated(model, ema)  # what is evaluated, selected on, saved as best.pt and tested
     run = Run("lab2_cnn", args, device)
 
     stopper = EarlyStopping(args.patience)
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "stopper": stopper}
+    if ema is not None:
+        state["ema"] = ema
     first_epoch, status = run.resume(**state), "ok"
     for epoch in range(first_epoch, args.epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
         with tqdm(total=len(train_idx), desc=f"epoch {epoch}", unit="img", disable=args.quiet, leave=False) as bar:
             train_metrics = train_one_epoch(trainer, optimizer, train_batches, train_idx, args.batch_size,
-                                            args.augment, precision, bar)
-        val_metrics = evaluate(model, train_batches, val_idx, args.batch_size, precision)
-        scheduler.step()
+                                            args.augment, precision, bar, scheduler, ema, args.label_smoothing)
+        val_metrics = evaluate(net, train_batches, val_idx, args.batch_size, precision)
+        scheduler.epoch_end(val_metrics["loss"])
         run.log(epoch=epoch, show=True, train_loss=train_metrics["loss"], train_acc=train_metrics["acc"],
-                val_loss=val_metrics["loss"], val_acc=val_metrics["top1"], lr=lr)
-        status = distributed.main_object(stopper.update(model, epoch, val_metrics["loss"],
+                val_loss=val_metrics["loss"], val_acc=val_metrics["top1"], lr=train_metrics["lr"])
+        status = distributed.main_object(stopper.update(net, epoch, val_metrics["loss"],
                                                         losses=(train_metrics["loss"],)))
         if status != "ok":
             break
@@ -187,8 +202,8 @@ def main(argv=None) -> dict:
         plot_train_val(run.path("accuracy_curves.png"), history, "acc", "top-1 accuracy",
                        title=f"{args.dataset}: accuracy")
     summary = {"best_val_loss": None, "best_epoch": None, "test_top1": None, "test_top5": None}
-    if stopper.restore_best(model, run.path("best.pt")):
-        test_metrics = evaluate(model, test_batches, test_idx, args.batch_size, precision)
+    if stopper.restore_best(net, run.path("best.pt")):
+        test_metrics = evaluate(net, test_batches, test_idx, args.batch_size, precision)
         if run.writes:
             plot_confusion(run.path("confusion_matrix.png"), test_metrics["confusion"].numpy(), images.classes,
                            title=f"{args.dataset} test set, best-validation model (top-1 "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from common.data import package_file
 from common.errors import UsageError
@@ -33,13 +33,24 @@ class Embedding(nn.Module):
         return self.project(self.lookup(ids))
 
 
+def pool_outputs(x: torch.Tensor, padding: torch.Tensor, how: str) -> torch.Tensor:
+    """The mean or max over time of x (B, T, D), at the positions where padding (B, T) is False."""
+    if how == "max":
+        return x.masked_fill(padding.unsqueeze(2), -math.inf).amax(1)
+    keep = (~padding).unsqueeze(2).to(x.dtype)
+    return (x * keep).sum(1) / keep.sum(1)
+
+
 class RecurrentClassifier(nn.Module):
-    """nn.RNN (tanh) or nn.LSTM; padding never enters the state (packed sequences); the classifier
-    reads the last layer's final hidden state (both directions when bidirectional)."""
+    """nn.RNN (tanh) or nn.LSTM; padding never enters the state (packed sequences). pool 'last': the
+    classifier reads the last layer's final hidden state (both directions when bidirectional); 'mean' /
+    'max': the mean / max over the text of the last layer's outputs (both directions concatenated)."""
 
     def __init__(self, kind: str, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, bidirectional: bool = False, pretrained=None, num_classes: int = 2):
+                 dropout: float, bidirectional: bool = False, pretrained=None, num_classes: int = 2,
+                 pool: str = "last"):
         super().__init__()
+        self.pool = pool
         self.embed = Embedding(vocab_size, embed_dim, pretrained)
         rnn = nn.LSTM if kind == "lstm" else nn.RNN
         extra = {} if kind == "lstm" else {"nonlinearity": "tanh"}
@@ -55,11 +66,16 @@ class RecurrentClassifier(nn.Module):
         # loss scaling underflow: the recurrence stays float32 (embedding and classifier still autocast).
         device = ids.device.type
         with torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext():
-            _, hidden = self.rnn(packed)
-        hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c)
-        directions = 2 if self.rnn.bidirectional else 1
-        last = hidden[-directions:].transpose(0, 1).reshape(len(ids), -1)
-        return self.fc(self.dropout(last))
+            outputs, hidden = self.rnn(packed)
+        if self.pool == "last":
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c)
+            directions = 2 if self.rnn.bidirectional else 1
+            pooled = hidden[-directions:].transpose(0, 1).reshape(len(ids), -1)
+        else:
+            outputs, _ = pad_packed_sequence(outputs, batch_first=True)  # (B, longest length, directions x H)
+            padding = torch.arange(outputs.shape[1])[None, :] >= lengths.cpu()[:, None]
+            pooled = pool_outputs(outputs, padding.to(outputs.device), self.pool)
+        return self.fc(self.dropout(pooled))
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -75,7 +91,7 @@ class TransformerClassifier(nn.Module):
     """nn.TransformerEncoder over embeddings + sinusoidal positions. The key-padding mask is True
     exactly at the padding positions of each sequence (the report's mask code masked the wrong
     positions, and only for the first sequence). pool 'cls': the output at a <cls> token that the
-    caller puts first; 'mean': the mean over the non-padding positions."""
+    caller puts first; 'mean' / 'max': the mean / max over the non-padding positions."""
 
     def __init__(self, vocab_size: int, embed_dim: int, nhead: int, num_layers: int, dropout: float,
                  pool: str = "cls", pretrained=None, num_classes: int = 2, max_len: int = 4096):
@@ -93,11 +109,7 @@ class TransformerClassifier(nn.Module):
         padding = torch.arange(ids.shape[1], device=ids.device)[None, :] >= lengths.to(ids.device)[:, None]
         x = self.dropout(self.embed(ids) * self.scale + self.positions[: ids.shape[1]])
         x = self.encoder(x, src_key_padding_mask=padding)
-        if self.pool == "cls":
-            pooled = x[:, 0]
-        else:
-            keep = (~padding).unsqueeze(2).to(x.dtype)
-            pooled = (x * keep).sum(1) / keep.sum(1)
+        pooled = x[:, 0] if self.pool == "cls" else pool_outputs(x, padding, self.pool)
         return self.fc(self.dropout(pooled))
 
 

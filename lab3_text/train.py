@@ -19,13 +19,19 @@ from tqdm import tqdm
 from common import cli, distributed
 from common.device import allocating, autocast, seed_everything, select_device
 from common.early_stopping import EarlyStopping
+from common.ema import averaged, evaluated
 from common.metrics import Tally
 from common.plots import plot_train_val
 from common.runs import Run
+from common.schedules import schedule_from_args
 from lab3_text import data
 from lab3_text.model import BertClassifier, RecurrentClassifier, TransformerClassifier, resolve_bert
 
 DEFAULT_LR = {"rnn": 1e-3, "lstm": 2e-3, "transformer": 5e-4, "bert": 5e-5}
+# --pool choices of each model, its default first: a recurrent network's last state and a Transformer's mean
+# as before; a first-token readout only where that token sees the whole text (a Transformer's <cls>, BERT's).
+POOLS = {"rnn": ("last", "mean", "max"), "lstm": ("last", "mean", "max"), "transformer": ("mean", "max", "cls"),
+         "bert": ("cls",)}
 
 
 def parse_args(argv=None):
@@ -43,8 +49,10 @@ def parse_args(argv=None):
     parser.add_argument("--dropout", type=cli.probability, default=0.3)
     parser.add_argument("--bidirectional", action="store_true", help="rnn/lstm read both directions")
     parser.add_argument("--nhead", type=cli.positive_int, default=8, help="transformer attention heads (8)")
-    parser.add_argument("--pool", choices=["cls", "mean"], default="mean",
-                        help="transformer: classify from a leading <cls> token or the mean of the non-pad tokens")
+    parser.add_argument("--pool", choices=["last", "mean", "max", "cls"], default=None,
+                        help="what the classifier reads: rnn/lstm last (the final state; default), mean or max of "
+                             "the outputs; transformer mean (default) or max of the non-pad outputs, or cls (a "
+                             "leading <cls> token); bert cls only (its own pooler)")
     parser.add_argument("--glove", action="store_true",
                         help="initialise the embeddings from GloVe 6B 50d (projected when --embed-dim is not 50)")
     parser.add_argument("--bert-model", default=None,
@@ -59,13 +67,32 @@ def parse_args(argv=None):
                         help="default: rnn 1e-3, lstm 2e-3, transformer 5e-4, bert 5e-5")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64)
     parser.add_argument("--clip", type=cli.positive_float, default=1.0, help="gradient-norm clipping (1)")
-    parser.add_argument("--warmup", type=cli.probability, default=0.1,
-                        help="bert: share of the steps with a linear warmup, then linear decay to 0 (0.1)")
+    cli.add_schedule_flags(parser, default=None, warmup=None)
+    cli.add_label_smoothing(parser)
+    cli.add_ema(parser)
+    parser.epilog = "--lr-schedule and --warmup default to linear and 0.1 for bert, none and 0 otherwise."
     args = parser.parse_args(argv)
     args.lr = args.lr or DEFAULT_LR[args.model]
+    resolve_model_defaults(args)
     if args.model == "transformer" and args.embed_dim % args.nhead:
         raise cli.UsageError(f"--embed-dim {args.embed_dim} must be divisible by --nhead {args.nhead}")
     return args
+
+
+def resolve_model_defaults(args) -> None:
+    """Defaults that depend on --model, chosen so that a run without the flags trains as before they existed:
+    bert's linear warmup and decay, a constant rate otherwise; each model's own readout."""
+    bert = args.model == "bert"
+    if args.lr_schedule is None:
+        args.lr_schedule = "linear" if bert else "none"
+    if args.warmup is None:
+        args.warmup = 0.1 if bert else 0.0
+    pools = POOLS[args.model]
+    if args.pool is None:
+        args.pool = pools[0]
+    elif args.pool not in pools:
+        raise cli.UsageError(f"--pool {args.pool} does not apply to --model {args.model}; it takes "
+                             f"{', '.join(pools)}")
 
 
 def resolve_inputs(args) -> None:
@@ -96,29 +123,33 @@ def build_model(args, vocabulary):
         return TransformerClassifier(len(vocabulary), args.embed_dim, args.nhead, args.num_layers, args.dropout,
                                      args.pool, pretrained, max_len=args.max_len), notes
     return RecurrentClassifier(args.model, len(vocabulary), args.embed_dim, args.hidden_size, args.num_layers,
-                               args.dropout, args.bidirectional, pretrained), notes
+                               args.dropout, args.bidirectional, pretrained, pool=args.pool), notes
 
 
-def classify(model, ids, lengths, labels, precision):
-    """Float32 logits of a batch (computed under the precision context) and their cross-entropy."""
+def classify(model, ids, lengths, labels, precision, smoothing: float = 0.0):
+    """Float32 logits of a batch (computed under the precision context) and their cross-entropy (with
+    label smoothing: the training loss)."""
     with precision:
         logits = model(ids, lengths).float()
-    return logits, F.cross_entropy(logits, labels)
+    return logits, F.cross_entropy(logits, labels, label_smoothing=smoothing)
 
 
-def train_one_epoch(model, optimizer, scheduler, batches, clip: float, precision, progress) -> dict:
-    """One pass over (ids, lengths, labels, n) batches: mean loss and accuracy. The scheduler (bert's)
-    steps every batch."""
+def train_one_epoch(model, optimizer, scheduler, batches, clip: float, precision, progress, smoothing: float = 0.0,
+                    ema=None) -> dict:
+    """One pass over (ids, lengths, labels, n) batches: mean (smoothed) loss and accuracy. The scheduler
+    steps, and the average of the weights (ema, --ema) follows, after every optimiser step."""
     model.train()
     tally = Tally()
     for ids, lengths, y, n in batches:
-        logits, loss = classify(model, ids, lengths, y, precision)
+        logits, loss = classify(model, ids, lengths, y, precision, smoothing)
         optimizer.zero_grad(set_to_none=True)
         (loss * distributed.gradient_weight(len(y), n)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         if scheduler:
             scheduler.step()
+        if ema is not None:
+            ema.update_parameters(distributed.unwrapped(model))  # the same weights in every DDP process
         tally.add(loss, logits, y)
         progress.update(len(y))
     return tally.mean()
@@ -152,37 +183,38 @@ def main(argv=None) -> dict:
     except OSError as error:  # a BERT name that cannot be fetched, a folder without a model
         raise cli.UsageError(f"--bert-model {args.bert_model}: {str(error).splitlines()[0]}") from None
     model = model.to(device)
+    ema = averaged(model, args.ema)  # of the plain model: best.pt keeps its keys; the first step copies its weights
+    net = evaluated(model, ema)  # what is validated, selected, saved as best.pt and tested
     trainer = distributed.wrap(model, device)  # DDP under torchrun; model itself in one process
     precision = autocast(device)
 
     def batches(split, shuffle=False):
         return data.batches(*split, args.batch_size, pad_id, device, shuffle)
     if args.model == "bert":
-        from transformers import get_linear_schedule_with_warmup
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-        steps = args.epochs * math.ceil(len(train[0]) / args.batch_size)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup * steps), steps)
     else:
-        optimizer, scheduler = torch.optim.Adam(model.parameters(), lr=args.lr), None
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = schedule_from_args(optimizer, args, math.ceil(len(train[0]) / args.batch_size), mode="max")
     run = Run("lab3_text", args, device)
 
     stopper = EarlyStopping(args.patience, mode="max")
-    state = {"model": model, "optimizer": optimizer, "stopper": stopper}
-    if scheduler:
-        state["scheduler"] = scheduler
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "stopper": stopper}
+    if ema is not None:
+        state["ema"] = ema
     first_epoch, status = run.resume(**state), "ok"
     for epoch in range(first_epoch, args.epochs + 1):
         started = time.perf_counter()
         with tqdm(total=len(train[0]), desc=f"epoch {epoch}", unit="text", disable=args.quiet, leave=False) as bar:
             train_metrics = train_one_epoch(trainer, optimizer, scheduler, batches(train, shuffle=True), args.clip,
-                                            precision, bar)
+                                            precision, bar, args.label_smoothing, ema)
         seconds = time.perf_counter() - started
-        lr = optimizer.param_groups[0]["lr"]  # at the end of the epoch (bert's schedule changes it every step)
-        val_metrics = evaluate(model, batches(val), precision)
+        lr = optimizer.param_groups[0]["lr"]  # at the end of the epoch (a schedule changes it every step)
+        val_metrics = evaluate(net, batches(val), precision)
+        scheduler.epoch_end(val_metrics["acc"])  # plateau: the same accuracy in every DDP process (summed)
         run.log(epoch=epoch, show=True, train_loss=train_metrics["loss"], train_acc=train_metrics["acc"],
                 val_loss=val_metrics["loss"], val_acc=val_metrics["acc"], lr=lr, seconds=seconds)
         status = distributed.main_object(stopper.update(
-            model, epoch, val_metrics["acc"], losses=(train_metrics["loss"], val_metrics["loss"]),
+            net, epoch, val_metrics["acc"], losses=(train_metrics["loss"], val_metrics["loss"]),
             tiebreak=val_metrics["loss"]))
         if status != "ok":
             break
@@ -194,8 +226,8 @@ def main(argv=None) -> dict:
     if run.writes:
         plot_train_val(run.path("loss_curves.png"), history, "loss", "cross-entropy", title=title)
         plot_train_val(run.path("accuracy_curves.png"), history, "acc", "accuracy", title=title)
-    have_best = stopper.restore_best(model, run.path("best.pt"))
-    test_acc = evaluate(model, batches(test), precision)["acc"] if have_best else None
+    have_best = stopper.restore_best(net, run.path("best.pt"))
+    test_acc = evaluate(net, batches(test), precision)["acc"] if have_best else None
     best = stopper.best_epoch
     return run.finish(status, best_val_acc=stopper.best if have_best else None,
                       best_val_loss=history["val_loss"][best - 1] if have_best else None, best_epoch=best,

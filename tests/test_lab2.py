@@ -1,10 +1,12 @@
 import contextlib
+import csv
 import gzip
 import itertools
 import json
 import math
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 from PIL import Image
 
 from common.data import balanced_subset, forget_reused
+from common.schedules import LRSchedule
 from lab2_cnn import data as datasets
 from lab2_cnn import train
 from lab2_cnn.model import ResidualBlock, ResidualCNN
@@ -149,15 +152,20 @@ def test_augment_crops_and_flips_each_image():
     assert len({tuple(o.flatten()[:40].tolist()) for o in out[::2]}) > 4  # not one crop for all
 
 
-def scores_of_saved_weights(run_dir, images, model):
-    """top-1 and top-5 on the whole test set of the weights in best.pt, computed here from scratch."""
+def normalised(run_dir, images, x):
+    """uint8 images x as the run in run_dir fed them to its model: scaled by its training split's statistics."""
     config = json.loads((run_dir / "config.json").read_text())
     train_idx, _, _ = datasets.split(images, config["val_fraction"], config["seed"], config["limit_train"])
-    x = images.train_x[train_idx].double() / 255
-    mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3), unbiased=False)
+    seen = images.train_x[train_idx].double() / 255
+    mean, std = seen.mean((0, 2, 3))[:, None, None], seen.std((0, 2, 3), unbiased=False)[:, None, None]
+    return ((x.double() / 255 - mean) / std).float()
+
+
+def scores_of_saved_weights(run_dir, images, model):
+    """top-1 and top-5 on the whole test set of the weights in best.pt, computed here from scratch."""
     model.load_state_dict(torch.load(run_dir / "best.pt"))
     with torch.no_grad():
-        logits = model.eval()(((images.test_x.double() / 255 - mean[:, None, None]) / std[:, None, None]).float())
+        logits = model.eval()(normalised(run_dir, images, images.test_x))
     best5 = logits.topk(5, dim=1).indices
     return ((best5[:, 0] == images.test_y).double().mean().item(),
             (best5 == images.test_y[:, None]).any(1).double().mean().item())
@@ -232,6 +240,9 @@ def test_balanced_subset_counts_and_seed():
     (["--val-fraction", "0"], "--val-fraction must be above 0"),
     (["--weight-decay", "-1"], "--weight-decay: must be a number >= 0, got '-1'"),
     (["--weight-decay", "nan"], "--weight-decay: must be a number >= 0, got 'nan'"),
+    (["--lr-schedule", "step"], "invalid choice: 'step'"),
+    (["--ema", "1"], "--ema: must be a number in [0, 1)"),
+    (["--label-smoothing", "-0.1"], "--label-smoothing: must be a number in [0, 1)"),
 ])
 def test_bad_flags_exit_2(tmp_path, run_cli, flags, message):
     code, err = run_cli(train.main, [*flags, "--out", str(tmp_path / "bad")])
@@ -348,6 +359,127 @@ def test_too_few_training_images_and_a_final_batch_of_one(fashion_root, tmp_path
 def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(fashion_root, interrupted_and_resumed):
     interrupted_and_resumed(train, ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "5",
                                     "--patience", "5", "--limit-train", "200", "--augment", "--dropout", "0.1"])
+
+
+def test_a_resumed_run_with_a_per_step_schedule_and_ema_equals_the_uninterrupted_one(fashion_root,
+                                                                                       interrupted_and_resumed):
+    interrupted_and_resumed(train, ["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "5",
+                                    "--patience", "5", "--limit-train", "200", "--lr-schedule", "cosine",
+                                    "--warmup", "0.2", "--ema", "0.9", "--label-smoothing", "0.1"])
+
+
+def test_the_default_exponential_schedule_keeps_torchs_exponentiallr_rates_to_the_bit():
+    """--lr-schedule exponential (a per-step LRSchedule) replaced ExponentialLR: its runs keep their numbers."""
+    for lr, lrd in ((0.05, 0.8), (0.05, 0.9), (0.003, 0.6)):
+        theirs = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+        exponential = torch.optim.lr_scheduler.ExponentialLR(theirs, lrd)
+        ours = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+        schedule = LRSchedule(ours, "exponential", epochs=30, steps_per_epoch=3, lrd=lrd)
+        for _ in range(30):
+            for _ in range(3):
+                assert ours.param_groups[0]["lr"] == theirs.param_groups[0]["lr"]  # exactly, not approx
+                ours.step()
+                schedule.step()
+            theirs.step()
+            exponential.step()
+
+
+def test_steps_per_epoch_counts_the_batches_an_epoch_trains_on(monkeypatch):
+    from common import distributed
+    x, y = torch.zeros(40, 1, 4, 4, dtype=torch.uint8), torch.zeros(40, dtype=torch.long)
+    batches = datasets.Batches(x, y, torch.zeros(1, 1, 1), torch.ones(1, 1, 1), "cpu")
+    for world in (1, 2):  # under torchrun: global batches, every process the same count (rank 0's here)
+        monkeypatch.setattr(distributed, "world", lambda world=world: world)
+        monkeypatch.setattr(distributed, "rank", lambda: 0)
+        for count, batch_size in itertools.product((10, 11, 12, 13, 40), (3, 4, 5, 10)):
+            trained = sum(1 for _ in batches(torch.arange(count), batch_size, shuffle=True))
+            assert datasets.Batches.steps(count, batch_size) == trained, (world, count, batch_size)
+
+
+def history_of(run_dir) -> dict:
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {column: [float(row[column]) for row in rows] for column in rows[0]}
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "plateau"])
+def test_lr_schedule_sets_the_rate_of_every_step(fashion_root, tmp_path, schedule):
+    """history's lr is the rate of each epoch's last step: 180 training images in batches of 32, 6 steps an
+    epoch, 24 in all."""
+    lr, steps = 0.05, 6
+    warmup = "0.25" if schedule == "cosine" else "0"  # cosine: 6 warmup steps, the first epoch
+    summary = train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--limit-train", "200",
+                          "--batch-size", "32", "--epochs", "4", "--patience", "4", "--lr", str(lr),
+                          "--lr-schedule", schedule, "--warmup", warmup, "--quiet", "--out", str(tmp_path / "run")])
+    assert summary["epochs_run"] == 4
+    history = history_of(tmp_path / "run")
+    lrs, last_steps = history["lr"], [steps * epoch - 1 for epoch in range(1, 5)]
+    if schedule == "cosine":
+        expected = [lr * 5 / 6] + [lr * 0.5 * (1 + math.cos(math.pi * (s - 6) / 18)) for s in last_steps[1:]]
+        assert lrs == pytest.approx(expected) and lrs[-1] < lr / 100  # ends near 0
+    elif schedule == "onecycle":
+        assert lrs[0] < lrs[1] <= lr and lrs[1] > lrs[2] > lrs[3]  # rises over 30% of the steps, then falls
+        assert lrs[-1] < lr / 25 / 100  # far below where it started
+    else:  # halved after every epoch whose validation loss is not a new best (patience: 4 epochs // 20, so 1)
+        val = history["val_loss"]
+        assert lrs[:2] == [lr, lr] and lrs[-1] < lr  # the first epoch is a new best; this seed stalls later
+        for epoch in range(2, 4):  # the rate of epoch + 1 after epoch's validation
+            stalled = val[epoch - 1] >= min(val[:epoch - 1])
+            assert lrs[epoch] == lrs[epoch - 1] / (2 if stalled else 1)
+
+
+def test_label_smoothing_trains_on_the_smoothed_cross_entropy_of_a_known_batch():
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8), torch.tensor([0, 1, 2, 3, 4, 5, 6, 9])
+    mean, std = torch.full((1, 1, 1), 0.5), torch.full((1, 1, 1), 0.25)
+    batches = datasets.Batches(x, y, mean, std, "cpu")
+    model = ResidualCNN(1, 10, 28, (4,) * 6)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    e = 0.2
+    metrics = train.train_one_epoch(model, optimizer, batches, torch.arange(8), 8, False, contextlib.nullcontext(),
+                                    SimpleNamespace(update=lambda n: None), label_smoothing=e)
+    model.load_state_dict(start)  # the weights the batch's loss was computed with
+    with torch.no_grad():
+        log_p = model.train()((x.float() / 255 - mean) / std).log_softmax(1)  # batch norm: batch statistics
+    rows = torch.arange(8)
+    smoothed = -((1 - e) * log_p[rows, y] + e / 10 * log_p.sum(1)).mean().item()  # targets (1-e) one-hot + e/10
+    assert metrics["loss"] == pytest.approx(smoothed, rel=1e-5)
+    assert abs(smoothed - (-log_p[rows, y].mean().item())) > 1e-3  # the smoothing shows at this tolerance
+
+
+def test_ema_weights_are_the_ones_selected_saved_and_tested(fashion_root, tmp_path, monkeypatch):
+    """--ema: best.pt holds the average of the weights after every step up to the best epoch (recomputed
+    here from the raw weights), not the raw weights; the validation loss (plain, under --label-smoothing) and
+    the test scores are those of best.pt."""
+    raw, build = [], train.build_optimizer
+
+    def recording(args, model):  # the raw weights (and batch-norm statistics) after every optimiser step
+        optimizer = build(args, model)
+        optimizer.register_step_post_hook(lambda *_: raw.append({k: v.clone() for k, v in model.state_dict().items()
+                                                                 if v.is_floating_point()}))
+        return optimizer
+    monkeypatch.setattr(train, "build_optimizer", recording)
+    decay = 0.9
+    summary = train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--limit-train", "200",
+                          "--batch-size", "32", "--epochs", "2", "--patience", "2", "--ema", str(decay),
+                          "--label-smoothing", "0.1", "--quiet", "--out", str(tmp_path / "run")])
+    steps = len(raw) // 2
+    average = raw[0]
+    for weights in raw[1:summary["best_epoch"] * steps]:
+        average = {k: decay * average[k] + (1 - decay) * v for k, v in weights.items()}
+    best = torch.load(tmp_path / "run/best.pt")
+    assert all(torch.allclose(best[k], average[k], atol=1e-6) for k in average)
+    assert not all(torch.allclose(best[k], v, atol=1e-3) for k, v in raw[summary["best_epoch"] * steps - 1].items())
+    images = datasets.load_fashion_mnist(fashion_root)
+    model = ResidualCNN(1, 10, 28, (6, 8, 8, 8, 8, 8))
+    top1, top5 = scores_of_saved_weights(tmp_path / "run", images, model)
+    assert summary["test_top1"] == pytest.approx(top1, abs=1e-9) and summary["test_top5"] == pytest.approx(top5)
+    _, val_idx, _ = datasets.split(images, 0.1, 0, 200)
+    with torch.no_grad():
+        logits = model.eval()(normalised(tmp_path / "run", images, images.train_x[val_idx]))
+    val_loss = torch.nn.functional.cross_entropy(logits, images.train_y[val_idx]).item()
+    assert summary["best_val_loss"] == pytest.approx(val_loss, rel=1e-5)
 
 
 def test_two_torchrun_processes_train_as_one_on_the_same_global_batches(fashion_root, tmp_path, torchrun):

@@ -1,8 +1,11 @@
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -58,6 +61,9 @@ def test_bucketed_batches_cover_everything_once_and_pad_little():
     lambda: RecurrentClassifier("rnn", 50, 16, 12, 1, 0.1),
     lambda: TransformerClassifier(50, 16, 4, 2, 0.1, pool="mean"),
     lambda: TransformerClassifier(50, 16, 4, 2, 0.1, pool="cls"),
+    lambda: RecurrentClassifier("lstm", 50, 16, 12, 2, 0.1, bidirectional=True, pool="mean"),
+    lambda: RecurrentClassifier("rnn", 50, 16, 12, 1, 0.1, pool="max"),
+    lambda: TransformerClassifier(50, 16, 4, 2, 0.1, pool="max"),
 ])
 def test_padding_never_changes_a_sequence_output(make):
     torch.manual_seed(0)
@@ -69,6 +75,26 @@ def test_padding_never_changes_a_sequence_output(make):
     more_padding = torch.cat([ids, torch.zeros(2, 25, dtype=torch.long)], 1)
     assert torch.allclose(alone[0], in_batch, atol=1e-5)
     assert torch.allclose(alone[0], model(more_padding, lengths)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("flags", [["--model", "lstm", "--bidirectional", "--num-layers", "2"], ["--model", "rnn"],
+                                   ["--model", "transformer", "--nhead", "4"]])
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_pool_reads_the_mean_or_max_of_the_top_layer_outputs(flags, pool):
+    torch.manual_seed(0)
+    model, _ = train.build_model(train.parse_args([*flags, "--pool", pool, "--embed-dim", "16"]), range(50))
+    model.eval()
+    ids = torch.tensor([[2, 7, 9, 11, 4]])
+    with torch.no_grad():
+        x = model.embed(ids)
+        top = model.encoder(x * model.scale + model.positions[:5]) if flags[1] == "transformer" else model.rnn(x)[0]
+        expected = model.fc(top.amax(1) if pool == "max" else top.mean(1))
+        assert torch.allclose(model(ids, torch.tensor([5])), expected, atol=1e-6)
+
+
+def test_pool_defaults_to_each_models_own_readout():
+    assert [train.parse_args(["--model", m]).pool for m in ("rnn", "lstm", "transformer", "bert")] == \
+        ["last", "last", "mean", "cls"]
 
 
 def write_aclimdb(root, per_class=20):
@@ -133,22 +159,29 @@ def test_tiny_lstm_run_beats_the_majority_class(tmp_path):
             "seconds_per_epoch"} <= set(stored)
 
 
-def accuracy_of_saved_weights(run_dir, flags) -> float:
-    """Test accuracy of the weights in best.pt, one plain padded batch of 100 texts at a time."""
+def saved_model(run_dir, flags):
+    """The network of best.pt (in eval mode), the encoded (train, val, test) splits it saw, and the padding id."""
     args = train.parse_args(flags)
     texts = data.load_texts(args.dataset, run_dir, args.seed)
     train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
     splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
-    (_, _, (sequences, labels)), pad_id, vocabulary = train.encode(args, splits)
+    encoded, pad_id, vocabulary = train.encode(args, splits)
     model, _ = train.build_model(args, vocabulary)
     model.load_state_dict(torch.load(run_dir / "best.pt"))
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(labels), 100):
-            ids, lengths = data.pad_batch(sequences[start:start + 100], pad_id)
-            correct += (model(ids, lengths).argmax(1) == torch.tensor(labels[start:start + 100])).sum().item()
-    return correct / len(labels)
+    return model.eval(), encoded, pad_id
+
+
+@torch.no_grad()
+def logits_of(model, sequences, pad_id) -> torch.Tensor:
+    """The model's logits of every text, one plain padded batch of 100 texts at a time."""
+    return torch.cat([model(*data.pad_batch(sequences[start:start + 100], pad_id))
+                      for start in range(0, len(sequences), 100)])
+
+
+def accuracy_of_saved_weights(run_dir, flags) -> float:
+    """Test accuracy of the weights in best.pt."""
+    model, (_, _, (sequences, labels)), pad_id = saved_model(run_dir, flags)
+    return (logits_of(model, sequences, pad_id).argmax(1) == torch.tensor(labels)).sum().item() / len(labels)
 
 
 @needs_corpus
@@ -191,12 +224,117 @@ def test_bert_run(tmp_path):
     assert lr_at_end == 0.0  # one warmup step, then a linear decay that ends at 0
 
 
+TINY_LSTM = ["--model", "lstm", "--limit-train", "200", "--embed-dim", "8", "--hidden-size", "8", "--quiet"]
+
+
+def history(run_dir):
+    return pd.read_csv(run_dir / "history.csv")
+
+
+@needs_corpus
+@pytest.mark.parametrize("flags, factors", [
+    # 200 texts, batches of 50: 4 steps an epoch, 12 in all; the rate at the end of each epoch
+    (["--lr-schedule", "cosine"], [0.5 * (1 + math.cos(math.pi * s / 12)) for s in (4, 8, 12)]),  # ends at 0
+    (["--warmup", "0.5"], [4 / 6, 1, 1]),  # a constant rate after 6 steps of warmup
+    (["--lr-schedule", "linear", "--warmup", "0.25"], [8 / 9, 4 / 9, 0]),  # up for 3 steps, then down to 0
+])
+def test_lr_schedule_and_warmup_set_the_rate_of_every_epoch(tmp_path, flags, factors):
+    train.main([*TINY_LSTM, *flags, "--epochs", "3", "--batch-size", "50", "--out", str(tmp_path / "r")])
+    assert history(tmp_path / "r")["lr"].tolist() == pytest.approx([2e-3 * f for f in factors], abs=1e-12)
+
+
+@needs_corpus
+def test_plateau_halves_the_rate_after_an_epoch_without_a_better_validation_accuracy(tmp_path):
+    train.main([*TINY_LSTM, "--lr-schedule", "plateau", "--epochs", "4", "--out", str(tmp_path / "r")])
+    seen = history(tmp_path / "r")
+    accuracies, expected = seen["val_acc"].tolist(), [2e-3]
+    for epoch in range(1, 4):  # 4 epochs: a patience of 1 epoch; the rate logged before the epoch's validation
+        stalled = accuracies[epoch - 1] <= max(accuracies[:epoch - 1], default=-1)
+        expected.append(expected[-1] / 2 if stalled else expected[-1])
+    assert seen["lr"].tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_schedule_defaults_keep_berts_linear_warmup_and_a_constant_rate_otherwise():
+    chosen = {m: (a.lr_schedule, a.warmup) for m in ("rnn", "transformer", "bert")
+              for a in [train.parse_args(["--model", m])]}
+    assert chosen == {"rnn": ("none", 0.0), "transformer": ("none", 0.0), "bert": ("linear", 0.1)}
+
+
+def smoothed_and_plain(logits, labels, smoothing):
+    """The mean cross-entropy against the targets (1 - e) one-hot + e / classes, and the plain one, by hand."""
+    log_p = torch.log_softmax(logits, 1)
+    plain = -log_p[torch.arange(len(labels)), torch.as_tensor(labels)]
+    return ((1 - smoothing) * plain - smoothing * log_p.mean(1)).mean().item(), plain.mean().item()
+
+
+class FixedLogits(torch.nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits)
+
+    def forward(self, ids, lengths):
+        return self.logits
+
+
+def test_label_smoothing_smooths_the_training_loss_of_a_known_batch_and_not_the_evaluated_one():
+    logits, labels = torch.tensor([[2.0, -1.0], [0.5, 1.5], [-3.0, 0.0]]), torch.tensor([0, 0, 1])
+    batch = [(torch.zeros(3, 4, dtype=torch.long), torch.full((3,), 4), labels, 3)]
+    model, progress = FixedLogits(logits), SimpleNamespace(update=lambda n: None)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    smoothed, plain = smoothed_and_plain(logits, labels, 0.3)
+    trained = train.train_one_epoch(model, optimizer, None, batch, 1.0, nullcontext(), progress, smoothing=0.3)
+    assert trained["loss"] == pytest.approx(smoothed, rel=1e-6) and abs(smoothed - plain) > 0.1
+    assert train.evaluate(model, batch, nullcontext())["loss"] == pytest.approx(plain, rel=1e-6)
+
+
+@needs_corpus
+def test_label_smoothing_reaches_the_training_loss_of_a_run(tmp_path):
+    """A rate of 1e-12 and no dropout: the epoch trains with best.pt's weights (to 1e-9), so both its losses
+    can be recomputed from them."""
+    flags = [*TINY_LSTM, "--epochs", "1", "--dropout", "0", "--lr", "1e-12", "--label-smoothing", "0.3"]
+    train.main([*flags, "--out", str(tmp_path / "r")])
+    model, ((texts, labels), (val_texts, val_labels), _), pad_id = saved_model(tmp_path / "r", flags)
+    smoothed, plain = smoothed_and_plain(logits_of(model, texts, pad_id), labels, 0.3)
+    seen = history(tmp_path / "r").iloc[0]
+    assert seen["train_loss"] == pytest.approx(smoothed, rel=1e-6) and abs(smoothed - plain) > 1e-4  # untrained
+    assert seen["val_loss"] == pytest.approx(smoothed_and_plain(logits_of(model, val_texts, pad_id), val_labels,
+                                                                0.3)[1], rel=1e-6)
+
+
+@needs_corpus
+def test_ema_weights_are_validated_saved_and_tested_while_the_raw_ones_train(tmp_path):
+    flags = [*TINY_LSTM, "--epochs", "1"]
+    train.main([*flags, "--out", str(tmp_path / "raw")])
+    summary = train.main([*flags, "--ema", "0.5", "--out", str(tmp_path / "ema")])
+    raw, averaged = history(tmp_path / "raw"), history(tmp_path / "ema")
+    pd.testing.assert_frame_equal(raw[["train_loss", "train_acc"]], averaged[["train_loss", "train_acc"]])
+    assert raw["val_loss"][0] != averaged["val_loss"][0]
+    raw, averaged = (torch.load(tmp_path / name / "best.pt") for name in ("raw", "ema"))
+    assert raw.keys() == averaged.keys() and not torch.equal(raw["rnn.weight_hh_l0"], averaged["rnn.weight_hh_l0"])
+    assert summary["test_acc"] == accuracy_of_saved_weights(tmp_path / "ema", [*flags, "--ema", "0.5"])
+
+
+def test_ema_copies_integer_buffers_such_as_berts_position_ids():
+    """torch's EMA update computes p * decay + q * (1 - decay) in float and truncates it into an integer
+    buffer: with decay 0.9, some of BERT's position ids 0..511 would become one less."""
+    from common.ema import averaged
+    model = torch.nn.Linear(2, 2)
+    model.register_buffer("position_ids", torch.arange(512))
+    ema = averaged(model, 0.9)
+    for _ in range(3):
+        ema.update_parameters(model)
+    assert torch.equal(ema.module.position_ids, torch.arange(512))
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--train-rate", "0"], "--train-rate: must be a number in (0, 1], got '0'"),
     (["--train-rate", "1.5"], "--train-rate: must be a number in (0, 1], got '1.5'"),
     (["--model", "gru"], "invalid choice: 'gru'"),
     (["--model", "bert", "--bert-model", "/no/such/bert"], "--bert-model /no/such/bert: no such model folder"),
     (["--model", "transformer", "--embed-dim", "30", "--nhead", "8"], "must be divisible by --nhead 8"),
+    (["--model", "lstm", "--pool", "cls"], "--pool cls does not apply to --model lstm; it takes last, mean, max"),
+    (["--model", "transformer", "--pool", "last"], "--pool last does not apply to --model transformer"),
+    (["--model", "bert", "--pool", "mean"], "--pool mean does not apply to --model bert; it takes cls"),
     (["--dataset", "imdb"], "IMDB (aclImdb) is missing"),
     (["--patience", "-1"], "--patience/--wait: must be an integer >= 0, got '-1'"),
 ])
@@ -283,9 +421,10 @@ def test_a_ddp_process_takes_its_slice_of_every_global_batch(monkeypatch):
 
 
 @needs_corpus
-def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(interrupted_and_resumed):
+@pytest.mark.parametrize("flags", [[], ["--lr-schedule", "cosine", "--ema", "0.9"]])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(interrupted_and_resumed, flags):
     interrupted_and_resumed(train, ["--model", "lstm", "--limit-train", "200", "--epochs", "4", "--embed-dim", "16",
-                                    "--hidden-size", "16"])
+                                    "--hidden-size", "16", *flags])
 
 
 @needs_corpus

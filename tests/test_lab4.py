@@ -2,10 +2,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from common.data import forget_reused, package_file
+from common.schedules import schedule_from_args
 from lab4_gcn import data as graphs
 from lab4_gcn import train
 from lab4_gcn.model import GCN, drop_edges, link_logits
@@ -43,12 +45,18 @@ def score_of_saved_weights(run_dir: Path) -> float:
     return (z[g.mask].argmax(1) == g.y[g.mask]).double().mean().item()
 
 
+def row_normalised(x: torch.Tensor) -> bool:
+    sums = x.sum(1)
+    return bool(torch.allclose(sums[sums > 0], torch.ones(1)))
+
+
 @needs_cora
-def test_embedded_cora_shape():
+def test_embedded_cora_shape(tmp_path):
     data = graphs.load_embedded_cora()
     assert (data.num_nodes, data.num_features, int(data.y.max()) + 1, data.edge_index.size(1)) == (2708, 1433, 7, 10556)
     assert data.is_undirected() and not data.has_self_loops()
-    assert torch.allclose(data.x.sum(1)[data.x.sum(1) > 0], torch.ones(1))  # row-normalised
+    assert set(data.x.unique().tolist()) == {0.0, 1.0}  # binary words, as in Planetoid's files
+    assert row_normalised(graphs.load_graph(tmp_path, "cora").x)
 
 
 @needs_shared
@@ -62,6 +70,7 @@ def test_planetoid_raw_files_load_through_the_data_root(tmp_path):
     citeseer = graphs.load_graph(tmp_path, "citeseer")
     assert (cora.num_nodes, cora.edge_index.size(1), int(cora.train_mask.sum())) == (2708, 10556, 140)
     assert citeseer.num_nodes == 3327 and citeseer.num_features == 3703
+    assert row_normalised(cora.x) and row_normalised(citeseer.x)  # as the embedded Cora: same flags, same inputs
     summary = train.main(["--dataset", "citeseer", "--split", "public", "--data-root", str(tmp_path),
                           "--epochs", "30", "--quiet", "--out", str(tmp_path / "run")])
     assert summary["test_score"] > 0.5  # six classes
@@ -163,7 +172,7 @@ def test_tiny_node_run_beats_the_majority_class(tmp_path):
     majority = torch.bincount(data.y).max().item() / data.num_nodes
     assert summary["metric"] == "accuracy" and summary["test_score"] > majority + 0.3
     header = (tmp_path / "run/history.csv").read_text().splitlines()[0]
-    assert header == "epoch,train_loss,train_score,val_loss,val_score"
+    assert header == "epoch,train_loss,train_score,val_loss,val_score,lr"
     assert {"metric", "best_val_loss", "best_val_score", "test_score", "best_epoch"} <= set(summary)
     rows = (tmp_path / "run/history.csv").read_text().splitlines()[1:]
     best = rows[summary["best_epoch"] - 1].split(",")
@@ -189,6 +198,8 @@ def test_flag_combinations_run_and_test_their_best_weights(tmp_path, flags):
     (["--dataset", "citeseer"], "/empty does not exist (or is not a folder)"),
     (["--weight-decay", "-1"], "--weight-decay: must be a number >= 0, got '-1'"),
     (["--weight-decay", "nan"], "--weight-decay: must be a number >= 0, got 'nan'"),
+    (["--task", "link", "--label-smoothing", "0.1"], "--label-smoothing smooths the classes of cross-entropy"),
+    (["--lr-schedule", "exponential"], "invalid choice: 'exponential'"),
 ])
 def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
     monkeypatch.setenv("LABS_MIRROR", f"file://{tmp_path}/offline")  # common.fetch never reaches the network
@@ -234,7 +245,8 @@ def test_ppi_graphs_per_batch(tmp_path):
     model = GCN(50, 8, 121, 2, "prelu", True, True, 0.0)
     seen = []
     model.register_forward_pre_hook(lambda module, inputs: seen.append(int(inputs[2].max()) + 1))
-    train.train_one_epoch(model, torch.optim.Adam(model.parameters()), list(train_graphs), args)
+    optimizer = torch.optim.Adam(model.parameters())
+    train.train_one_epoch(model, optimizer, schedule_from_args(optimizer, args, 1), list(train_graphs), args)
     assert seen == [4]  # one step over a batch of four graphs
 
 
@@ -290,10 +302,35 @@ def test_a_crafted_ppi_processed_file_is_never_loaded(tmp_path):
     assert summary["status"] == "ok" and not (tmp_path / "marker").exists()
 
 
-@pytest.mark.parametrize("task", ["node", "link"])
-def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(interrupted_and_resumed, task):
-    """link draws its negative edges from Python's random module: last.pt keeps that stream too."""
-    interrupted_and_resumed(train, ["--task", task, "--epochs", "6", "--hidden", "8", "--drop-edge", "0.2"])
+@pytest.mark.parametrize("task, flags", [("node", ["--lr-schedule", "plateau"]), ("link", ["--lr-schedule", "cosine"])])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_history_and_summary(interrupted_and_resumed, task, flags):
+    """link draws its negative edges from Python's random module: last.pt keeps that stream too; the
+    schedule's state (plateau's halvings) is in it as well."""
+    interrupted_and_resumed(train, ["--task", task, "--epochs", "6", "--hidden", "8", "--drop-edge", "0.2", *flags])
+
+
+@needs_cora
+def test_the_schedule_sets_the_rate_of_every_epoch(tmp_path):
+    train.main(["--epochs", "10", "--hidden", "8", "--lr-schedule", "cosine", "--warmup", "0.2", "--quiet",
+                "--out", str(tmp_path / "cos")])
+    rates = pd.read_csv(tmp_path / "cos/history.csv")["lr"].tolist()
+    assert rates[:3] == pytest.approx([0.0, 0.005, 0.01])  # one step an epoch: 2 of warmup
+    assert rates[2:] == sorted(rates[2:], reverse=True) and rates[-1] < 0.01 * 0.05
+
+
+@needs_cora
+def test_label_smoothing_is_in_the_training_loss_only(tmp_path):
+    args = train.parse_args(["--label-smoothing", "0.2"])
+    logits, target = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    log_p = logits.log_softmax(1)[0]
+    smoothed = 0.8 * -log_p[0] - 0.2 * log_p.mean()
+    assert train.loss_of(logits, target, args, training=True).item() == pytest.approx(smoothed.item())
+    assert train.loss_of(logits, target, args).item() == pytest.approx(-log_p[0].item())
+    summaries = {e: train.main(["--epochs", "3", "--hidden", "8", "--dropout", "0", "--label-smoothing", e, "--quiet",
+                                "--out", str(tmp_path / e)]) for e in ("0", "0.3")}
+    plain, smooth = (pd.read_csv(tmp_path / e / "history.csv") for e in ("0", "0.3"))
+    assert (smooth["train_loss"] != plain["train_loss"]).all()
+    assert summaries["0.3"]["test_score"] == pytest.approx(score_of_saved_weights(tmp_path / "0.3"))
 
 
 @needs_cora
