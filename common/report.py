@@ -173,6 +173,16 @@ def section(sweep_dir: Path, report_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def best_recipes(sweeps: Path, report_dir: Path) -> list[str]:
+    """The table of sweeps/best.sh (common.best's best.md), its links made relative to the report."""
+    path = sweeps / "best.md"
+    if not path.exists():
+        return []
+    text = re.sub(r"\]\((?!https?:)([^)]+)\)", lambda m: f"]({os.path.relpath(sweeps / m.group(1), report_dir)})",
+                  path.read_text(encoding="utf-8"))
+    return ["## Best recipes: the report, a reference and ours", "", text, ""]
+
+
 def deviations(report_dir: Path) -> list[str]:
     """One line per deviation listed in a lab README, linking to it."""
     lines = ["## Deviations from the report", "",
@@ -196,8 +206,9 @@ def main(argv=None) -> Path:
     sweeps = sorted(p.parent for p in args.sweeps.glob("*/sweep.json"))
     if not sweeps:
         raise UsageError(f"no sweep results under {args.sweeps}; run the scripts in sweeps/ first")
-    body = [f"# Lab report, reproduced from {args.sweeps}", ""] + deviations(args.out)
-    body += [section(s, args.out) for s in sweeps]
+    body = [f"# Lab report, reproduced from {args.sweeps}", ""] + best_recipes(args.sweeps, args.out)
+    body += deviations(args.out)
+    body += [section(s, args.out) for s in sweeps if not s.name.startswith("best_")]  # best.md shows those
     make_folder(args.out, "--out")
     path = args.out / "REPORT.md"
     write_atomic(path, "\n".join(body))

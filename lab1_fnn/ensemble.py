@@ -18,6 +18,7 @@ from common import checkpoint
 from common.device import seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.runs import Run
+from common.schedules import schedule_from_args
 from lab1_fnn import train
 
 MAY_DIFFER = {"width", "seed", "out", "quiet"}  # flags that networks trained together may differ in
@@ -29,8 +30,10 @@ NARROW = 32
 
 def batch_key(args: argparse.Namespace):
     """Runs with equal keys can train together; None: this one trains alone (L-BFGS's line search is one for
-    all parameters; a resumed run continues its own last.pt)."""
-    if args.optimizer == "lbfgs" or args.resume:
+    all parameters; a resumed run continues its own last.pt; --lr-schedule plateau follows its own validation
+    MSE, while the networks of an ensemble share one optimiser and so one rate). The other schedules are a
+    function of the step alone, the same for every network of a key (equal --epochs, --batch-size, data)."""
+    if args.optimizer == "lbfgs" or args.resume or args.lr_schedule == "plateau":
         return None
     width_class = 0 if args.width <= NARROW else args.width
     return width_class, tuple(sorted((key, repr(value)) for key, value in vars(args).items() if key not in MAY_DIFFER))
@@ -167,9 +170,10 @@ def mse_per_network(prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (prediction - y).pow(2).mean(dim=(1, 2))
 
 
-def train_one_epoch(ensemble, optimizer, x, y, batch_size: int, generators) -> torch.Tensor:
+def train_one_epoch(ensemble, optimizer, scheduler, x, y, batch_size: int, generators) -> tuple[torch.Tensor, float]:
     """One pass of every network over the training set, in the order train.py would draw for it (its own
-    generator, in the state the global one has after its initialisation): (E,) mean training MSEs."""
+    generator, in the state the global one has after its initialisation): (E,) mean training MSEs, and the
+    rate of the pass's last step, the same for all (the scheduler steps after every optimiser step)."""
     n = len(x)
     if not batch_size or batch_size >= n:
         order = [slice(None)]
@@ -181,9 +185,11 @@ def train_one_epoch(ensemble, optimizer, x, y, batch_size: int, generators) -> t
         losses = mse_per_network(ensemble(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # each network's gradient is that of its own loss
+        lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
+        scheduler.step()
         total += losses.detach() * (n if isinstance(idx, slice) else idx.shape[1])
-    return total / n
+    return total / n, lr
 
 
 @torch.no_grad()
@@ -208,6 +214,10 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
         generators.append(torch.Generator().set_state(torch.get_rng_state()))
     ensemble = Ensemble(nets).to(device)
     optimizer = train.make_optimizer(args.optimizer, ensemble.parameters(), args.lr)
+    # One schedule for all (batch_key: not plateau, so epoch_end would do nothing), in the state each network's
+    # own scheduler would be in: its state dict is every network's in last.pt. Networks whose runs have ended
+    # train on unseen with the others, so the step count, and the rate, stay those of every running network.
+    scheduler = schedule_from_args(optimizer, args, train.steps_per_epoch(len(x_train), args.batch_size))
     for run_args in runs_args:
         run_args.ensemble = len(runs_args)  # recorded in config.json: trained together with ensemble - 1 others
     # Each run's last.pt is in train.py's format: an interrupted point resumes alone, with train.py --resume.
@@ -218,14 +228,15 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
     ended = {}  # network -> (status, final training MSE, a copy of its final weights)
 
     for epoch in range(1, args.epochs + 1):
-        train_mse = train_one_epoch(ensemble, optimizer, x_train, y_train, args.batch_size, generators).tolist()
+        train_mse, lr = train_one_epoch(ensemble, optimizer, scheduler, x_train, y_train, args.batch_size, generators)
+        train_mse = train_mse.tolist()
         val_mse = evaluate(ensemble, x_val, y_val).tolist()
         ending_train_mse = None  # every network's, computed once in an epoch where some run ends
         statuses = {}
         for e in range(len(runs)):
             if e in ended:
                 continue  # it trains on with the others, unseen: its numbers ended with its run
-            runs[e].log(epoch=epoch, train_mse=train_mse[e], val_mse=val_mse[e])
+            runs[e].log(epoch=epoch, train_mse=train_mse[e], val_mse=val_mse[e], lr=lr)
             statuses[e] = stoppers[e].update(None, epoch, val_mse[e], losses=(train_mse[e],))
         best.update([e for e in statuses if stoppers[e].best_epoch == epoch])
         for e, status in statuses.items():
@@ -238,7 +249,7 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
                 ended[e] = (status, ending_train_mse[e], weights)
             else:
                 runs[e].checkpoint(epoch, model=Member(ensemble, e), optimizer=MemberOptimizer(ensemble, optimizer, e),
-                                   stopper=stoppers[e], rng=MemberRandom(generators[e]))
+                                   scheduler=scheduler, stopper=stoppers[e], rng=MemberRandom(generators[e]))
         if len(ended) == len(runs):
             break
 

@@ -25,6 +25,7 @@ from common.device import allocating, seed_everything, select_device
 from common.early_stopping import EarlyStopping
 from common.plots import plot_curves, plot_train_val
 from common.runs import Run, default_out_dir, write_atomic
+from common.schedules import schedule_from_args
 from common.sweep.tables import mean_std
 
 # name -> (f, interval start, interval end, whether the end point is included)
@@ -68,6 +69,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=cli.positive_int, default=500, help="maximum epochs (500)")
     parser.add_argument("--batch-size", type=cli.non_negative_int, default=0,
                         help="minibatch size; 0 = full batch, as in the report (0)")
+    cli.add_schedule_flags(parser)
     cli.add_patience(parser, None, "validation MSE")
     cli.add_checkpointing(parser, every=100)
     parser.add_argument("--seeds", type=cli.positive_int, default=1, metavar="K",
@@ -80,6 +82,8 @@ def parse_args(argv=None):
         raise cli.UsageError(f"--seed {args.seed} --seeds {args.seeds}: the seeds must stay below 2**63")
     if args.optimizer == "lbfgs" and args.batch_size:
         raise cli.UsageError("--optimizer lbfgs works on the full batch only; drop --batch-size")
+    if args.optimizer == "lbfgs" and (args.lr_schedule != "none" or args.warmup):
+        raise cli.UsageError("--optimizer lbfgs searches its own step length: not with --lr-schedule or --warmup")
     return args
 
 
@@ -149,16 +153,26 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.LBFGS(params, lr=lr, line_search_fn="strong_wolfe")  # up to 20 iterations an epoch
 
 
-def train_one_epoch(model, optimizer, x, y, batch_size: int) -> dict:
-    """One pass over the training set; the mean training MSE seen during the pass."""
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps in an epoch of n training points: 1 for the full batch (and L-BFGS)."""
+    return 1 if not batch_size or batch_size >= n else math.ceil(n / batch_size)
+
+
+def train_one_epoch(model, optimizer, x, y, batch_size: int, scheduler=None) -> dict:
+    """One pass over the training set: the mean training MSE seen during the pass and lr, the rate of its
+    last step. The scheduler (if any) steps after every optimiser step."""
     loss_fn = nn.functional.mse_loss
+    lr = optimizer.param_groups[0]["lr"]  # the rate of this epoch's (last) step
     if isinstance(optimizer, torch.optim.LBFGS):
         def closure():
             optimizer.zero_grad()
             loss = loss_fn(model(x), y)
             loss.backward()
             return loss
-        return {"mse": optimizer.step(closure).item()}
+        mse = optimizer.step(closure).item()
+        if scheduler is not None:
+            scheduler.step()
+        return {"mse": mse, "lr": lr}
     n = len(x)
     batches = [slice(None)] if not batch_size or batch_size >= n else \
         torch.randperm(n, device=x.device).split(batch_size)
@@ -168,9 +182,12 @@ def train_one_epoch(model, optimizer, x, y, batch_size: int) -> dict:
         loss = loss_fn(model(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total += loss.item() * len(xb)
-    return {"mse": total / n}
+    return {"mse": total / n, "lr": lr}
 
 
 @torch.no_grad()
@@ -201,20 +218,23 @@ def main(argv=None) -> dict:
     with allocating(f"--width {args.width} --depth {args.depth}"):
         model = FunctionNet(args.width, args.depth, args.activation, args.hidden_layers).to(device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
+    scheduler = schedule_from_args(optimizer, args, steps_per_epoch(len(x_train), args.batch_size), mode="min")
     run = Run("lab1_fnn", args, device)
 
     stopper = EarlyStopping(args.patience)
-    first_epoch, status = run.resume(model=model, optimizer=optimizer, stopper=stopper), "ok"
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "stopper": stopper}
+    first_epoch, status = run.resume(**state), "ok"
     postfix_every = max(1, args.epochs // 200)
     progress = tqdm(range(first_epoch, args.epochs + 1), desc="lab1", disable=args.quiet, leave=False)
     for epoch in progress:
-        train_metrics = train_one_epoch(model, optimizer, x_train, y_train, args.batch_size)
+        train_metrics = train_one_epoch(model, optimizer, x_train, y_train, args.batch_size, scheduler)
         val_metrics = evaluate(model, x_val, y_val)
-        run.log(epoch=epoch, train_mse=train_metrics["mse"], val_mse=val_metrics["mse"])
+        scheduler.epoch_end(val_metrics["mse"])
+        run.log(epoch=epoch, train_mse=train_metrics["mse"], val_mse=val_metrics["mse"], lr=train_metrics["lr"])
         status = stopper.update(model, epoch, val_metrics["mse"], losses=(train_metrics["mse"],))
         if status != "ok":
             break
-        run.checkpoint(epoch, model=model, optimizer=optimizer, stopper=stopper)
+        run.checkpoint(epoch, **state)
         if epoch % postfix_every == 0:
             progress.set_postfix(train=f"{train_metrics['mse']:.2e}", val=f"{val_metrics['mse']:.2e}", refresh=False)
     progress.close()
@@ -225,9 +245,10 @@ def main(argv=None) -> dict:
 
 
 def train_seeds(args, argv: list[str]) -> dict:
-    """--seeds K: the K runs as one ensemble (lab1_fnn.ensemble), then the mean ± std over the seeds. With
-    --resume, finished seeds are read, interrupted ones continue alone from their last.pt, the rest train."""
-    from lab1_fnn.ensemble import train_together  # it builds on this module
+    """--seeds K: the K runs as one ensemble (lab1_fnn.ensemble; one after another where batch_key says they
+    train alone: --lr-schedule plateau), then the mean ± std over the seeds. With --resume, finished seeds are
+    read, interrupted ones continue alone from their last.pt, the rest train."""
+    from lab1_fnn.ensemble import batch_key, train_together  # it builds on this module
     out = Path(args.out) if args.out else default_out_dir("lab1_fnn")
     seeds = range(args.seed, args.seed + args.seeds)
     fresh = [flag for flag in argv if flag != "--resume"]
@@ -239,10 +260,10 @@ def train_seeds(args, argv: list[str]) -> dict:
         elif (out / f"seed={seed}" / "last.pt").exists():
             summaries[seed] = main([*runs[seed], "--resume"])
     rest = [seed for seed in seeds if seed not in summaries]
-    if len(rest) > 1:
+    if len(rest) > 1 and batch_key(parse_args(runs[rest[0]])) is not None:
         summaries.update(zip(rest, train_together([runs[seed] for seed in rest]), strict=True))
-    elif rest:
-        summaries[rest[0]] = main(runs[rest[0]])
+    else:
+        summaries.update((seed, main(runs[seed])) for seed in rest)
     table = pd.DataFrame([summaries[seed] for seed in seeds])
     report = {"seeds": list(seeds), "statuses": list(table["status"])}
     for key in ("best_val_mse", "test_mse", "final_train_mse", "best_epoch"):

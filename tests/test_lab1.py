@@ -83,7 +83,8 @@ def test_files_and_keys(tmp_path):
     assert config["depth"] == 2 and config["activation"] == "relu" and "environment" in config
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "train_mse", "val_mse"] and len(rows) == 40 == summary["epochs_run"]
+    assert list(rows[0]) == ["epoch", "train_mse", "val_mse", "lr"] and len(rows) == 40 == summary["epochs_run"]
+    assert {r["lr"] for r in rows} == {"0.01"}  # --lr-schedule none: the rate of every step is --lr
     val = [float(r["val_mse"]) for r in rows]
     assert summary["best_epoch"] == int(np.argmin(val)) + 1
     assert summary["best_val_mse"] == pytest.approx(min(val))
@@ -141,6 +142,10 @@ def test_same_seed_same_result(tmp_path):
     (["--optimizer", "lbfgs", "--batch-size", "8"], "full batch only"),
     (["--n-points", "3"], "too small for --split 5:2:3"),
     (["--lr", "-1"], "--lr: must be a positive number"),
+    (["--lr-schedule", "exponential"], "invalid choice: 'exponential'"),
+    (["--warmup", "1"], "--warmup: must be a number in [0, 1), got '1'"),
+    (["--optimizer", "lbfgs", "--lr-schedule", "cosine"], "not with --lr-schedule or --warmup"),
+    (["--optimizer", "lbfgs", "--warmup", "0.1"], "not with --lr-schedule or --warmup"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, run_cli, flags, message):
     code, err = run_cli(train.main, [*flags, "--out", str(tmp_path / "bad"), "--quiet"])
@@ -265,7 +270,9 @@ def test_an_ensemble_member_computes_its_own_network_exactly_outputs_and_gradien
 
 
 @pytest.mark.parametrize("flags", [["--optimizer", "sgd"], ["--hidden-layers", "report"],
-                                   ["--optimizer", "adam", "--lr", "3e-3", "--batch-size", "40"]])
+                                   ["--optimizer", "adam", "--lr", "3e-3", "--batch-size", "40"],
+                                   ["--optimizer", "adam", "--lr", "3e-3", "--batch-size", "40",
+                                    "--lr-schedule", "cosine", "--warmup", "0.1"]])
 def test_a_sweep_trains_its_grid_as_ensembles_with_the_numbers_of_one_run_at_a_time(tmp_path, flags, capsys):
     from common.sweep import cli as sweep
     grid = ["lab1_fnn", "--grid", "activation=relu,sigmoid", "depth=1,3", "width=6,20", "--",
@@ -282,6 +289,8 @@ def test_a_sweep_trains_its_grid_as_ensembles_with_the_numbers_of_one_run_at_a_t
                                                     "loss_curves.png", "fit.png"}
         config = json.loads((point / "config.json").read_text())
         assert config["ensemble"] == 2  # trained two at a time
+        histories = [pd.read_csv(tmp_path / way / point.name / "history.csv") for way in ("batched", "alone")]
+        assert histories[0]["lr"].tolist() == histories[1]["lr"].tolist()  # the schedule's rates, to the bit
         model = train.FunctionNet(config["width"], config["depth"], config["activation"], config["hidden_layers"])
         model.load_state_dict(torch.load(point / "best.pt", weights_only=True))
         x, y = train.make_data("sin", 200, (5, 2, 3), 0)["test"]
@@ -310,7 +319,8 @@ def test_the_quick_sweep_benchmark_runs_and_prints_its_ratios(bench):
 
 
 @pytest.mark.parametrize("optimizer", [["--optimizer", "sgd"], ["--optimizer", "adam", "--lr", "3e-3", "--batch-size",
-                                                                 "40"]])
+                                                                 "40"],
+                                       ["--batch-size", "40", "--lr-schedule", "onecycle", "--warmup", "0.2"]])
 def test_a_point_interrupted_in_an_ensemble_resumes_alone_with_the_same_numbers(tmp_path, run_cli, optimizer, capsys,
                                                                                 interrupt_in_epoch):
     """The ensemble writes each run's last.pt in train.py's format: model, optimiser moments, data order."""
@@ -328,6 +338,8 @@ def test_a_point_interrupted_in_an_ensemble_resumes_alone_with_the_same_numbers(
         assert np.allclose(resumed[key], alone[key], rtol=1e-4, atol=0), key
     epochs = pd.read_csv(tmp_path / "cut/width=20/history.csv")["epoch"]
     assert list(epochs) == list(range(1, 61))
+    rates = [pd.read_csv(tmp_path / way / "width=20/history.csv")["lr"].tolist() for way in ("cut", "alone")]
+    assert rates[0] == rates[1]  # the schedule continued from last.pt's step
 
 
 def test_seeds_interrupted_resume_with_seeds_and_resume(tmp_path, run_cli, interrupt_in_epoch):
@@ -342,3 +354,51 @@ def test_seeds_interrupted_resume_with_seeds_and_resume(tmp_path, run_cli, inter
     whole = train.main([*flags[:-1], str(tmp_path / "whole")])
     assert report["best_val_mse"]["mean"] == pytest.approx(whole["best_val_mse"]["mean"], rel=1e-4)
     assert report["statuses"] == ["ok", "ok"]
+
+
+def rates(tmp_path, name, *flags) -> list[float]:
+    """The lr column of a tiny run's history.csv."""
+    run(tmp_path, *flags, name=name)
+    return pd.read_csv(tmp_path / name / "history.csv")["lr"].tolist()
+
+
+def test_the_lr_column_follows_the_schedule(tmp_path):
+    """lr: the rate of each epoch's last step. --batch-size 32 of 100 training points: 4 steps an epoch."""
+    cosine = rates(tmp_path, "cosine", "--epochs", "10", "--batch-size", "32", "--lr-schedule", "cosine")
+    assert cosine == pytest.approx([0.005 * (1 + math.cos(math.pi * (4 * k - 1) / 40)) for k in range(1, 11)])
+    assert cosine[-1] < 0.01 * 0.01  # near 0 at the end: below 1% of --lr
+    warm = rates(tmp_path, "warm", "--epochs", "10", "--lr-schedule", "linear", "--warmup", "0.3")
+    assert warm == pytest.approx([0.01 * f for f in [0, 1 / 3, 2 / 3, 1, 6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7, 1 / 7]])
+    history = pd.read_csv(tmp_path / "warm/history.csv")  # full batch: train_mse is the loss before the step
+    assert history["train_mse"][0] == history["train_mse"][1] != history["train_mse"][2]  # a rate of 0 did nothing
+    one = rates(tmp_path, "onecycle", "--epochs", "20", "--lr-schedule", "onecycle")
+    peak = int(np.argmax(one))
+    assert peak == 6 and one[peak] == pytest.approx(0.01)  # rises over 0.3 of the steps, then falls
+    assert (np.diff(one[:peak + 1]) > 0).all() and (np.diff(one[peak:]) < 0).all()
+    assert one[0] == pytest.approx(0.01 / 25) and one[-1] == pytest.approx(0.01 / 25 / 1e4)
+    plateau = rates(tmp_path, "plateau", "--epochs", "40", "--optimizer", "adam", "--lr", "0.05", "--lr-schedule",
+                    "plateau")
+    assert plateau[0] == 0.05 and plateau[-1] < 0.05 and (np.diff(plateau) <= 0).all()
+    assert {round(math.log2(0.05 / r), 9) % 1 for r in plateau} == {0}  # halved, never otherwise changed
+
+
+@pytest.mark.parametrize("flags", [["--batch-size", "32", "--optimizer", "adam", "--lr", "3e-3", "--lr-schedule",
+                                    "cosine", "--warmup", "0.2"],
+                                   ["--batch-size", "20", "--optimizer", "adam", "--lr", "0.02", "--lr-schedule",
+                                    "plateau"]])  # halved after epoch 2: last.pt holds the scale and the best
+def test_a_resumed_run_continues_its_schedule(interrupted_and_resumed, flags):
+    interrupted_and_resumed(train, [*TINY, "--epochs", "8", *flags])
+
+
+def test_plateau_trains_alone_and_seeds_with_it_one_after_another(tmp_path):
+    """A plateau follows each network's own validation MSE: not in an ensemble, whose networks share one rate."""
+    from lab1_fnn.ensemble import batch_key
+    key = {kind: batch_key(train.parse_args(["--lr-schedule", kind])) for kind in ("none", "cosine", "plateau")}
+    assert key["plateau"] is None and key["cosine"] is not None and key["cosine"] != key["none"]
+    flags = [*TINY, "--epochs", "30", "--optimizer", "adam", "--lr", "0.05", "--lr-schedule", "plateau"]
+    report = train.main([*flags, "--seeds", "2", "--out", str(tmp_path / "k")])
+    assert report["statuses"] == ["ok", "ok"]
+    for s in (0, 1):
+        train.main([*flags, "--seed", str(s), "--out", str(tmp_path / f"s{s}")])
+        same_run(tmp_path / f"k/seed={s}", tmp_path / f"s{s}")
+        assert "ensemble" not in json.loads((tmp_path / f"k/seed={s}/config.json").read_text())

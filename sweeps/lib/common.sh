@@ -20,15 +20,17 @@ PYTHON=${PYTHON:-python}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 1)}
 SWEEPS_OUT=${SWEEPS_OUT:-runs/sweeps}
 
+# The sweep runner's flags for BACKEND, JOBS, RAY_ADDRESS, CPUS_PER_POINT and GPUS_PER_POINT.
+backend=(--jobs "$JOBS")
+if [ "$BACKEND" = ray ]; then
+  backend=(--backend ray ${RAY_ADDRESS:+--address "$RAY_ADDRESS"})
+fi
+# passed on with BACKEND=local too: the runner refuses them in one line rather than ignore them
+backend+=(${CPUS_PER_POINT:+--cpus-per-point "$CPUS_PER_POINT"} ${GPUS_PER_POINT:+--gpus-per-point "$GPUS_PER_POINT"})
+
 # sweep NAME LAB [sweep flags...] -- [flags for every point]
 sweep() {
   local name=$1 lab=$2
   shift 2
-  local backend=(--jobs "$JOBS")
-  if [ "$BACKEND" = ray ]; then
-    backend=(--backend ray ${RAY_ADDRESS:+--address "$RAY_ADDRESS"})
-  fi
-  # passed on with BACKEND=local too: the runner refuses them in one line rather than ignore them
-  backend+=(${CPUS_PER_POINT:+--cpus-per-point "$CPUS_PER_POINT"} ${GPUS_PER_POINT:+--gpus-per-point "$GPUS_PER_POINT"})
   "$PYTHON" -m common.sweep "$lab" --out "$SWEEPS_OUT/$SCALE/$name" "${backend[@]}" "$@"
 }
