@@ -1,6 +1,7 @@
 # make demo   - set up, then one small smoke sweep per lab and report/REPORT.md (the main job)
 # make test   - set up, then the test suite
 # make reproduce SCALE=smoke|full - every sweep of the report, then report/REPORT.md
+# make best SCALE=smoke|full - every lab's best recipe beside the report's settings and a reference, then the report
 # make lint   - ruff (also the first step of make test)
 # make bench  - benchmarks (ratios measured side by side; about an hour on 2 cores, most of it bench/lab1_sweep.py)
 # make data SCALE=smoke|full - smoke: check the embedded data; full: download the full datasets (DATA="NAME..." picks)
@@ -11,7 +12,7 @@ DATA ?=
 PYTHON := $(abspath $(VENV))/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup fashion-mnist data demo lint test reproduce bench gpu-check clean
+.PHONY: setup fashion-mnist data demo lint test reproduce best bench gpu-check clean
 
 setup: $(VENV)/.installed fashion-mnist
 
@@ -54,6 +55,11 @@ test: setup lint
 
 reproduce: setup
 	for script in sweeps/lab*.sh; do SCALE=$(SCALE) bash $$script || exit $$?; done
+	$(PYTHON) -m common.report --sweeps runs/sweeps/$(SCALE) --out report/$(SCALE)
+
+# sweeps/best.sh (common/best.py): best.md beside the sweeps, then at the top of the report
+best: setup
+	SCALE=$(SCALE) bash sweeps/best.sh
 	$(PYTHON) -m common.report --sweeps runs/sweeps/$(SCALE) --out report/$(SCALE)
 
 bench: setup
