@@ -1,12 +1,12 @@
-"""Lab 1 runs trained together as one batched ensemble: networks of one depth, activation and hidden-layer
-kind, their weights stacked, one batched matmul per layer for all of them. Each network computes what
-train.py computes for it alone (same initial weights and data order, its own early stopping) and writes
-the run folder train.py would write. The sweep runner trains a grid this way when the lab allows it;
-`train.py --seeds K` trains K seeds.
+"""Lab 1 runs trained together as one batched ensemble: networks of one activation and hidden-layer kind,
+their weights stacked, one batched matmul per layer for all the networks that have that layer. Each
+network computes what train.py computes for it alone (same initial weights and data order, its own early
+stopping) and writes the run folder train.py would write. The sweep runner trains a grid this way when
+the lab allows it; `train.py --seeds K` trains K seeds.
 
 Where a step's cost is per-step overhead on tiny matrices (narrow networks), E networks in one step cost
-little more than one; where it is the matmuls themselves (wide ones), batching saves little, and padding a
-narrow network to a wide one's width would waste more than it saves (see NARROW).
+little more than one; where it is the matmuls themselves (wide ones), batching saves the overhead only, and
+padding a narrow network to a wide one's width would waste more than it saves (see NARROW).
 """
 import argparse
 
@@ -21,7 +21,7 @@ from common.runs import Run
 from common.schedules import schedule_from_args
 from lab1_fnn import train
 
-MAY_DIFFER = {"width", "seed", "out", "quiet"}  # flags that networks trained together may differ in
+MAY_DIFFER = {"width", "depth", "seed", "out", "quiet"}  # flags that networks trained together may differ in
 # Up to about this width a step on lab 1's data costs its overhead, not its matmuls (2 cores: 5 networks of
 # widths 5-25 train 5.7x faster together; 5 of width 75, 1.1-1.7x; widths 5-75 padded to 75, 0.94x): narrow
 # networks train together whatever their widths, wider ones only with networks of their own width.
@@ -45,45 +45,75 @@ def _padded(tensors: list[torch.Tensor], rows: int, columns: int) -> torch.Tenso
 
 
 class Ensemble(nn.Module):
-    """E FunctionNets of one depth and activation; widths zero-padded to the widest, W. Shapes:
+    """E FunctionNets of one activation and hidden-layer kind, in order of decreasing depth; widths zero-padded
+    to the widest, W. Shapes:
 
         x (N, 1), or (E, N, 1) one batch per network  ->  h (E, N, W)  ->  ...  ->  y (E, N, 1)
-        input (E, 1, W) · hidden (E, W, W) · output (E, W, 1) · biases (E, 1, W) and (E, 1, 1)
+        input (E, 1, W) · hidden layer i (E_i, W, W) · output (E, W, 1) · biases (E, 1, W) and (E, 1, 1)
 
-    mask (E, 1, W) zeroes each network's padded units after every activation (sigmoid(0) is not 0): they
-    output nothing, so the weights into and out of them get zero gradients and never change (SGD and
-    Adam alike), and each network computes exactly its own function.
+    E_i networks have a hidden layer i; they come first, so layer i is one batched matmul on h[:E_i], and the
+    networks h[E_i:] that end before it take the output layer there (the deep ones pay no padding for the
+    shallow ones, and each layer costs one matmul for all the networks that have it):
+
+        depths 3 3 2 1   h[0:4] -> input -> h[0:4] -> hidden 0 -> h[0:3] -> hidden 1 -> h[0:2] -> output
+                                             h[3:4] -> output      h[2:3] -> output
+
+    A padded unit's weights in and bias are 0, so it outputs activation(0): 0 for relu, tanh and gelu. Where
+    that is not 0 (sigmoid) and the widths differ, mask (E, 1, W) zeroes the padded units after every
+    activation. Either way they output nothing, so the weights into and out of them get zero gradients and
+    never change (SGD and Adam alike), and each network computes exactly its own function.
     """
 
     def __init__(self, nets: list[train.FunctionNet]):
         super().__init__()
         self.widths = [net.input.out_features for net in nets]
+        self.depths = [len(net.hidden) + net.frozen_hidden_uses for net in nets]  # hidden layers of each
+        if self.depths != sorted(self.depths, reverse=True):
+            raise ValueError("an Ensemble takes its networks in order of decreasing depth")
+        self.active = [sum(depth > i for depth in self.depths) for i in range(self.depths[0])]  # E_i
         width = max(self.widths)
         self.activation = nets[0].activation
-        self.register_buffer("mask", (torch.arange(width) < torch.tensor(self.widths)[:, None]).float()[:, None])
+        padded = len(set(self.widths)) > 1 and self.activation(torch.zeros(())).item() != 0
+        self.register_buffer("mask", (torch.arange(width) < torch.tensor(self.widths)[:, None]).float()[:, None]
+                             if padded else None)
         self.w_in = nn.Parameter(_padded([net.input.weight.detach().T for net in nets], 1, width))
         self.b_in = nn.Parameter(_padded([net.input.bias.detach()[None] for net in nets], 1, width))
-        depth_hidden = len(nets[0].hidden)
-        self.w_hidden = nn.ParameterList(_padded([net.hidden[i].weight.detach().T for net in nets], width, width)
-                                         for i in range(depth_hidden))
-        self.b_hidden = nn.ParameterList(_padded([net.hidden[i].bias.detach()[None] for net in nets], 1, width)
-                                         for i in range(depth_hidden))
-        self.frozen_uses = nets[0].frozen_hidden_uses  # --hidden-layers report: one shared untrained layer
-        if self.frozen_uses:
-            self.register_buffer("w_frozen", _padded([net.frozen_weight.T for net in nets], width, width))
-            self.register_buffer("b_frozen", _padded([net.frozen_bias[None] for net in nets], 1, width))
+        self.frozen = nets[0].frozen_hidden_uses > 0  # the deepest: a report network deeper than 1 has one
+        layered = [] if self.frozen else nets
+        self.w_hidden = nn.ParameterList(_padded([net.hidden[i].weight.detach().T for net in layered[:k]], width, width)
+                                         for i, k in enumerate(self.active) if layered)
+        self.b_hidden = nn.ParameterList(_padded([net.hidden[i].bias.detach()[None] for net in layered[:k]], 1, width)
+                                         for i, k in enumerate(self.active) if layered)
+        if self.frozen:  # --hidden-layers report: each network's one shared untrained layer, at every position
+            deep = nets[:self.active[0]]
+            self.register_buffer("w_frozen", _padded([net.frozen_weight.T for net in deep], width, width))
+            self.register_buffer("b_frozen", _padded([net.frozen_bias[None] for net in deep], 1, width))
         self.w_out = nn.Parameter(_padded([net.output.weight.detach().T for net in nets], width, 1))
         self.b_out = nn.Parameter(torch.stack([net.output.bias.detach()[None] for net in nets]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.expand(len(self.widths), -1, -1)
-        h = self.activation(torch.baddbmm(self.b_in, x, self.w_in)) * self.mask
-        for weight, bias in zip(self.w_hidden, self.b_hidden, strict=True):
-            h = self.activation(torch.baddbmm(bias, h, weight)) * self.mask
-        for _ in range(self.frozen_uses):
-            h = self.activation(torch.baddbmm(self.b_frozen, h, self.w_frozen)) * self.mask
-        return torch.baddbmm(self.b_out, h, self.w_out)
+        h = self._activate(torch.baddbmm(self.b_in, x, self.w_in))
+        outputs = []  # of the networks that end, shallowest first
+        for i, k in enumerate(self.active):
+            if k < len(h):
+                h, ending = h.split([k, len(h) - k])
+                outputs.append(self._output(ending, k))
+            weight, bias = (self.w_frozen[:k], self.b_frozen[:k]) if self.frozen else \
+                (self.w_hidden[i], self.b_hidden[i])
+            h = self._activate(torch.baddbmm(bias, h, weight))
+        outputs.append(self._output(h, 0))
+        return torch.cat(outputs[::-1]) if len(outputs) > 1 else outputs[0]
+
+    def _activate(self, z: torch.Tensor) -> torch.Tensor:
+        """The activation of the first len(z) networks, padded units zeroed where they would not be 0."""
+        return self.activation(z) if self.mask is None else self.activation(z) * self.mask[:len(z)]
+
+    def _output(self, h: torch.Tensor, first: int) -> torch.Tensor:
+        """The output layer of networks first .. first + len(h) - 1."""
+        last = first + len(h)
+        return torch.baddbmm(self.b_out[first:last], h, self.w_out[first:last])
 
     def member_state(self, e: int, like: dict | None = None) -> dict:
         """Network e's weights as the state dict of its own FunctionNet (views, not copies), in its order.
@@ -92,10 +122,10 @@ class Ensemble(nn.Module):
         w = self.widths[e]
         pieces = [("input.weight", self.w_in, lambda t: t[e, :, :w].T),
                   ("input.bias", self.b_in, lambda t: t[e, 0, :w])]
-        for i, (weight, bias) in enumerate(zip(self.w_hidden, self.b_hidden, strict=True)):
-            pieces += [(f"hidden.{i}.weight", weight, lambda t: t[e, :w, :w].T),
-                       (f"hidden.{i}.bias", bias, lambda t: t[e, 0, :w])]
-        if self.frozen_uses:
+        for i in range(0 if self.frozen else self.depths[e]):
+            pieces += [(f"hidden.{i}.weight", self.w_hidden[i], lambda t: t[e, :w, :w].T),
+                       (f"hidden.{i}.bias", self.b_hidden[i], lambda t: t[e, 0, :w])]
+        if self.frozen and self.depths[e]:
             pieces += [("frozen_weight", self.w_frozen, lambda t: t[e, :w, :w].T),
                        ("frozen_bias", self.b_frozen, lambda t: t[e, 0, :w])]
         pieces += [("output.weight", self.w_out, lambda t: t[e, :w].T), ("output.bias", self.b_out, lambda t: t[e, 0])]
@@ -127,10 +157,10 @@ class BestWeights:
     @torch.no_grad()
     def update(self, improved: list[int]) -> None:
         if improved:
-            mask = torch.zeros(len(self.ensemble.widths), 1, 1, dtype=torch.bool, device=self.ensemble.mask.device)
+            mask = torch.zeros(len(self.ensemble.widths), 1, 1, dtype=torch.bool, device=self.ensemble.w_in.device)
             mask[improved] = True
             for param, copy in self.copies.items():
-                torch.where(mask, param, copy, out=copy)
+                torch.where(mask[:len(param)], param, copy, out=copy)
 
     def of(self, e: int) -> dict:
         """Network e's best weights, as its own FunctionNet's state dict (copies)."""
@@ -203,6 +233,12 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
     runs_args = [train.parse_args(argv) for argv in argvs]
     if len({batch_key(args) for args in runs_args}) != 1 or batch_key(runs_args[0]) is None:
         raise ValueError("train_together needs runs of one batch_key")
+    deepest_first = sorted(range(len(argvs)), key=lambda i: -runs_args[i].depth)  # the Ensemble's order
+    summaries = _train_ensemble([runs_args[i] for i in deepest_first])
+    return [summary for _, summary in sorted(zip(deepest_first, summaries, strict=True), key=lambda pair: pair[0])]
+
+
+def _train_ensemble(runs_args: list[argparse.Namespace]) -> list[dict]:
     args = runs_args[0]
     device = select_device(args.device)
     data = train.make_data(args.function, args.n_points, args.split, args.data_seed)
@@ -210,7 +246,7 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
     nets, generators = [], []
     for run_args in runs_args:  # each network's initial weights and data order, as train.py would draw them
         seed_everything(run_args.seed)
-        nets.append(train.FunctionNet(run_args.width, args.depth, args.activation, args.hidden_layers))
+        nets.append(train.FunctionNet(run_args.width, run_args.depth, args.activation, args.hidden_layers))
         generators.append(torch.Generator().set_state(torch.get_rng_state()))
     ensemble = Ensemble(nets).to(device)
     optimizer = train.make_optimizer(args.optimizer, ensemble.parameters(), args.lr)
@@ -256,7 +292,7 @@ def train_together(argvs: list[list[str]]) -> list[dict]:
     summaries = []
     for e, run_args in enumerate(runs_args):
         status, final_train_mse, weights = ended[e]
-        model = train.FunctionNet(run_args.width, args.depth, args.activation, args.hidden_layers).to(device)
+        model = train.FunctionNet(run_args.width, run_args.depth, args.activation, args.hidden_layers).to(device)
         model.load_state_dict(weights)
         summaries.append(train.finish(runs[e], run_args, model, stoppers[e], status, final_train_mse, data, device))
     return summaries

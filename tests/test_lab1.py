@@ -245,28 +245,42 @@ def test_a_killed_run_resumes_to_the_uninterrupted_history_and_summary(tmp_path,
     assert not (tmp_path / "cut/last.pt").exists()  # a finished run keeps best.pt only
 
 
-def test_an_ensemble_member_computes_its_own_network_exactly_outputs_and_gradients():
-    """Widths 3, 7 and 12 padded to 12 (sigmoid: the padding's activations are 0.5 before the mask)."""
+@pytest.mark.parametrize("depths", [(3, 3, 3), (4, 2, 1, 1)])
+@pytest.mark.parametrize("hidden_layers", ["trained", "report"])
+def test_an_ensemble_member_computes_its_own_network_exactly_outputs_and_gradients(depths, hidden_layers):
+    """Widths 3, 7, 12 (and 5) padded to 12 (sigmoid: the padding's activations are 0.5 before the mask); equal
+    depths, or deeper networks beside shallower ones, which take the output layer where they end."""
     from lab1_fnn.ensemble import Ensemble, mse_per_network
     torch.manual_seed(0)
-    nets = [train.FunctionNet(width, 3, "sigmoid") for width in (3, 7, 12)]
+    nets = [train.FunctionNet(width, depth, "sigmoid", hidden_layers) for width, depth in
+            zip((3, 7, 12, 5), depths, strict=False)]
     ensemble = Ensemble(nets)
     x, y = torch.linspace(0, 6, 50)[:, None], torch.sin(torch.linspace(0, 6, 50))[:, None]
     out = ensemble(x)
     mse_per_network(out, y).sum().backward()
+    gradients = {param: param.grad for param in ensemble.parameters()}
     for e, net in enumerate(nets):
         assert torch.allclose(out[e], net(x), atol=1e-6)
         nn.functional.mse_loss(net(x), y).backward()
-        w = net.input.out_features
+        assert set(ensemble.member_state(e)) == set(net.state_dict())
+        for name, param in net.state_dict().items():
+            assert torch.equal(ensemble.member_state(e)[name], param)  # the same starting weights
+        member_gradients = ensemble.member_state(e, like=gradients)
+        assert set(member_gradients) == {name for name, _ in net.named_parameters()}
         for name, param in net.named_parameters():
-            member = ensemble.member_state(e)[name]
-            assert torch.equal(member, param.detach())  # the same starting weights
-        assert torch.allclose(ensemble.w_hidden[1].grad[e, :w, :w].T, net.hidden[1].weight.grad, atol=1e-6)
-        assert torch.allclose(ensemble.w_in.grad[e, :, :w].T, net.input.weight.grad, atol=1e-6)
-        assert torch.allclose(ensemble.w_out.grad[e, :w].T, net.output.weight.grad, atol=1e-6)
-        padding = [ensemble.w_in.grad[e, :, w:], ensemble.w_hidden[0].grad[e, w:], ensemble.w_hidden[0].grad[e, :, w:],
-                   ensemble.b_hidden[0].grad[e, :, w:], ensemble.w_out.grad[e, w:]]
+            assert torch.allclose(member_gradients[name], param.grad, atol=1e-6), name
+        w = net.input.out_features
+        padding = [ensemble.w_in.grad[e, :, w:], ensemble.w_out.grad[e, w:]]
+        for weight, bias in zip(ensemble.w_hidden, ensemble.b_hidden, strict=True):
+            if e < len(weight):
+                padding += [weight.grad[e, w:], weight.grad[e, :, w:], bias.grad[e, :, w:]]
         assert all(not g.abs().max() if g.numel() else True for g in padding)  # the padding never changes
+
+
+def test_an_ensemble_takes_its_networks_deepest_first():
+    from lab1_fnn.ensemble import Ensemble
+    with pytest.raises(ValueError, match="decreasing depth"):
+        Ensemble([train.FunctionNet(4, 1), train.FunctionNet(4, 2)])
 
 
 @pytest.mark.parametrize("flags", [["--optimizer", "sgd"], ["--hidden-layers", "report"],
@@ -288,7 +302,7 @@ def test_a_sweep_trains_its_grid_as_ensembles_with_the_numbers_of_one_run_at_a_t
         assert {p.name for p in point.iterdir()} >= {"config.json", "history.csv", "summary.json", "best.pt",
                                                     "loss_curves.png", "fit.png"}
         config = json.loads((point / "config.json").read_text())
-        assert config["ensemble"] == 2  # trained two at a time
+        assert config["ensemble"] == 4  # both depths and both widths of an activation at a time
         histories = [pd.read_csv(tmp_path / way / point.name / "history.csv") for way in ("batched", "alone")]
         assert histories[0]["lr"].tolist() == histories[1]["lr"].tolist()  # the schedule's rates, to the bit
         model = train.FunctionNet(config["width"], config["depth"], config["activation"], config["hidden_layers"])
@@ -313,9 +327,15 @@ def test_seeds_trains_k_seeds_at_once_and_reports_their_mean_and_std(tmp_path):
 
 
 def test_the_quick_sweep_benchmark_runs_and_prints_its_ratios(bench):
-    ratios = bench("lab1_sweep.py", "--quick")[-1]
+    lines = bench("lab1_sweep.py", "--quick")
+    ratios, floor = lines[-2:]
     assert ratios.startswith("a/c ") and " b/c " in ratios
     assert float(ratios.split()[-1]) < 1e-4  # the ensembles' numbers are one-at-a-time's
+    # depths 1-2 x widths 5, 20, 100 epochs: the depth-2 networks' hidden layer, forward and backward on 500
+    # training points (3 matmuls), forward on 200 validation points
+    assert floor.startswith(f"floor under (c): {(5**2 + 20**2) * 2 * (3 * 500 + 200) * 100:.3e} FLOP")
+    c = float(next(line for line in lines if line.startswith("(c)")).split()[-2])
+    assert 0 < float(floor.split(" = ")[1].split(" s")[0]) < c  # nothing trains faster than its matmuls
 
 
 @pytest.mark.parametrize("optimizer", [["--optimizer", "sgd"], ["--optimizer", "adam", "--lr", "3e-3", "--batch-size",
