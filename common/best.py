@@ -75,6 +75,7 @@ LAB4_SMOKE = ("--epochs", "20")
 CORA, CITESEER = ("--dataset", "cora"), ("--dataset", "citeseer")
 DROP_EDGE = ("--drop-edge", "0.2")
 LAB4_NODE = ("--activation", "tanh", "--hidden", "256", "--dropout", "0.8")
+LAB4_LINK = ("--task", "link", "--activation", "tanh", "--hidden", "256", "--epochs", "500")
 PUBLIC_OURS = ("--split", "public", "--hidden", "64", "--dropout", "0.8", "--label-smoothing", "0.1")
 
 ROWS = [
@@ -100,10 +101,10 @@ ROWS = [
          "ours": (*LAB4_NODE, *CITESEER)}, LAB4_SMOKE, stated="cite-N final test score"),
     Row("lab4_cora_link", "lab4_gcn", "Cora links, ROC-AUC (Lab 4)", "test_score", (">=", 0.93), 5,
         {"report": ("--task", "link", *REPORT_NODE, *CORA, *DROP_EDGE), "reference": (*LINK_PRED, *CORA),
-         "ours": ("--task", "link", *CORA)}, LAB4_SMOKE, stated="cora-L final test score"),
+         "ours": (*LAB4_LINK, *CORA)}, LAB4_SMOKE, stated="cora-L final test score"),
     Row("lab4_citeseer_link", "lab4_gcn", "CiteSeer links, ROC-AUC (Lab 4)", "test_score", (">=", 0.93), 5,
         {"report": ("--task", "link", *REPORT_NODE, *CITESEER), "reference": (*LINK_PRED, *CITESEER),
-         "ours": ("--task", "link", *CITESEER)}, LAB4_SMOKE, stated="cite-L final test score"),
+         "ours": (*LAB4_LINK, *CITESEER)}, LAB4_SMOKE, stated="cite-L final test score"),
     Row("lab4_cora_public", "lab4_gcn", "Cora nodes, Planetoid public split (Lab 4; paper 0.815)", "test_score",
         (">=", 0.815), 10, {"reference": (*KIPF, *CORA, "--split", "public"),
                             "ours": (*KIPF, *CORA, *PUBLIC_OURS)}, LAB4_SMOKE),

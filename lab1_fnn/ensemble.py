@@ -55,8 +55,9 @@ class Ensemble(nn.Module):
     networks h[E_i:] that end before it take the output layer there (the deep ones pay no padding for the
     shallow ones, and each layer costs one matmul for all the networks that have it):
 
-        depths 3 3 2 1   h[0:4] -> input -> h[0:4] -> hidden 0 -> h[0:3] -> hidden 1 -> h[0:2] -> output
-                                             h[3:4] -> output      h[2:3] -> output
+        depths 3 3 2 1:  x -> input -> h[0:4];  h[3:4] -> output                (network 3)
+                         h[0:3] -> hidden 0 -> h[0:3];  h[2:3] -> output  (network 2)
+                         h[0:2] -> hidden 1 -> h[0:2]   -> output         (networks 0 and 1)
 
     A padded unit's weights in and bias are 0, so it outputs activation(0): 0 for relu, tanh and gelu. Where
     that is not 0 (sigmoid) and the widths differ, mask (E, 1, W) zeroes the padded units after every
