@@ -47,7 +47,8 @@ def add_schedule_flags(parser: argparse.ArgumentParser, default: str | None = "n
                         help=f"learning rate over training: {', '.join(kinds)} (common/schedules.py; "
                              f"{default or 'see below'})")
     parser.add_argument("--warmup", type=probability, default=warmup,
-                        help=f"share of the training steps with a linear warmup of the rate ({warmup})")
+                        help=f"share of the training steps with a linear warmup of the rate "
+                             f"({'see below' if warmup is None else warmup})")
 
 
 def add_label_smoothing(parser: argparse.ArgumentParser) -> None:

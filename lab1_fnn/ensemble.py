@@ -206,7 +206,7 @@ def train_one_epoch(ensemble, optimizer, scheduler, x, y, batch_size: int, gener
     generator, in the state the global one has after its initialisation): (E,) mean training MSEs, and the
     rate of the pass's last step, the same for all (the scheduler steps after every optimiser step)."""
     n = len(x)
-    if not batch_size or batch_size >= n:
+    if train.steps_per_epoch(n, batch_size) == 1:
         order = [slice(None)]
     else:
         order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(x.device).split(batch_size, 1)

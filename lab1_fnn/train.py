@@ -174,7 +174,7 @@ def train_one_epoch(model, optimizer, x, y, batch_size: int, scheduler=None) -> 
             scheduler.step()
         return {"mse": mse, "lr": lr}
     n = len(x)
-    batches = [slice(None)] if not batch_size or batch_size >= n else \
+    batches = [slice(None)] if steps_per_epoch(n, batch_size) == 1 else \
         torch.randperm(n, device=x.device).split(batch_size)
     total = 0.0
     for idx in batches:
