@@ -24,7 +24,7 @@ import torch
 
 from common.sweep import cli as sweep
 from common.sweep.grid import expand_points, parse_grid, point_argv, point_name
-from lab1_fnn.train import split_sizes
+from lab1_fnn.train import parse_args, split_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,10 +47,11 @@ def baddbmm_rate(networks: int, rows: int, width: int) -> float:
 
 
 def matmul_floor(points: list[dict], epochs: int) -> tuple[float, float, float]:
-    """(FLOPs, GFLOP/s, seconds): the grid's hidden-layer matmuls (default data: 1000 points split 5:2:3), and
+    """(FLOPs, GFLOP/s, seconds): the grid's hidden-layer matmuls (train.py's default data), and
     the best rate of a batched matmul of its widest layer, 8, 16 or 32 networks at once (more fall out of the
     caches): the best case for an ensemble."""
-    n_train, n_val, _ = split_sizes(1000, (5, 2, 3))
+    defaults = parse_args([])
+    n_train, n_val, _ = split_sizes(defaults.n_points, defaults.split)
     per_epoch = sum((int(point["depth"]) - 1) * int(point["width"]) ** 2 * 2 * (3 * n_train + n_val)
                     for point in points)
     width = max(int(point["width"]) for point in points)

@@ -80,11 +80,11 @@ class Ensemble(nn.Module):
         self.w_in = nn.Parameter(_padded([net.input.weight.detach().T for net in nets], 1, width))
         self.b_in = nn.Parameter(_padded([net.input.bias.detach()[None] for net in nets], 1, width))
         self.frozen = nets[0].frozen_hidden_uses > 0  # the deepest: a report network deeper than 1 has one
-        layered = [] if self.frozen else nets
-        self.w_hidden = nn.ParameterList(_padded([net.hidden[i].weight.detach().T for net in layered[:k]], width, width)
-                                         for i, k in enumerate(self.active) if layered)
-        self.b_hidden = nn.ParameterList(_padded([net.hidden[i].bias.detach()[None] for net in layered[:k]], 1, width)
-                                         for i, k in enumerate(self.active) if layered)
+        trained = [] if self.frozen else list(enumerate(self.active))  # (layer i, E_i) of trained hidden layers
+        self.w_hidden = nn.ParameterList(_padded([net.hidden[i].weight.detach().T for net in nets[:k]], width, width)
+                                         for i, k in trained)
+        self.b_hidden = nn.ParameterList(_padded([net.hidden[i].bias.detach()[None] for net in nets[:k]], 1, width)
+                                         for i, k in trained)
         if self.frozen:  # --hidden-layers report: each network's one shared untrained layer, at every position
             deep = nets[:self.active[0]]
             self.register_buffer("w_frozen", _padded([net.frozen_weight.T for net in deep], width, width))

@@ -69,7 +69,7 @@ def test_the_table_puts_the_report_the_variants_and_the_target_side_by_side(tmp_
     assert "## Best recipes: sin, tiny" not in report  # its sweeps are in the table, not sections of their own
 
 
-def test_best_sh_passes_the_backend_on_and_refuses_a_bad_scale():
+def test_best_sh_refuses_a_bad_scale():
     bad = subprocess.run(["bash", str(ROOT / "sweeps/best.sh")], env={"SCALE": "huge", "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "SCALE must be smoke or full" in bad.stderr
