@@ -10,6 +10,8 @@ class Tally:
         self.loss, self.correct, self.count = 0, 0, 0
 
     def add(self, loss, logits, labels) -> None:
+        """labels: class ids (B,), or class probabilities (B, C) (soft targets), counted by their likeliest class."""
+        labels = labels.argmax(1) if labels.ndim == 2 else labels
         self.loss = self.loss + loss.detach().float() * len(labels)
         self.correct = self.correct + (logits.argmax(1) == labels).sum()
         self.count += len(labels)

@@ -114,19 +114,33 @@ class TransformerClassifier(nn.Module):
 
 
 class BertClassifier(nn.Module):
-    """A pretrained BERT (name or local folder) with a fresh classification head, same interface."""
+    """A pretrained BERT (name or local folder) with a fresh classification head, same interface. pool 'cls':
+    transformers' sequence-classification head on BERT's pooler (the first token through a dense tanh layer);
+    'mean': a linear head on the mean of the last layer over the text's tokens, the readout sentence-transformers
+    models such as the embedded all-MiniLM-L6-v2 were trained for (its 1_Pooling/config.json: mean tokens)."""
 
-    def __init__(self, path: str, num_classes: int = 2):
+    def __init__(self, path: str, num_classes: int = 2, pool: str = "cls"):
         super().__init__()
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModel, AutoModelForSequenceClassification
         from transformers.utils import logging
         logging.set_verbosity_error()  # the fresh head's "newly initialized weights" report is expected
         logging.disable_progress_bar()
-        self.bert = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_classes)
+        self.pool = pool
+        if pool == "cls":
+            self.bert = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_classes)
+            return
+        self.bert = AutoModel.from_pretrained(path)
+        if getattr(self.bert, "pooler", None) is not None:
+            self.bert.pooler = None  # unread: parameters without gradients would stall DDP
+        self.dropout = nn.Dropout(getattr(self.bert.config, "hidden_dropout_prob", 0.1))
+        self.fc = nn.Linear(self.bert.config.hidden_size, num_classes)
 
     def forward(self, ids, lengths):
         mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
-        return self.bert(input_ids=ids, attention_mask=mask.long()).logits
+        out = self.bert(input_ids=ids, attention_mask=mask.long())
+        if self.pool == "cls":
+            return out.logits
+        return self.fc(self.dropout(pool_outputs(out.last_hidden_state, ~mask, "mean")))
 
 
 def resolve_bert(name: str | None) -> str:

@@ -6,9 +6,13 @@ Texts are split into train / validation / test; --train-rate keeps a seeded shar
 of the training split. rnn/lstm/transformer read word ids of a vocabulary built from the training
 texts; bert reads its own tokenizer's ids. Batches group texts of similar length and pad each
 batch only to its longest text. The weights of the best validation accuracy (ties: the lower
-validation loss) give the test accuracy.
+validation loss) give the test accuracy. With --teacher, the training targets are mixed with a
+finished run's predicted probabilities on the same training texts (knowledge distillation).
 """
+import argparse
+import json
 import math
+import pickle
 import time
 from pathlib import Path
 
@@ -31,7 +35,7 @@ DEFAULT_LR = {"rnn": 1e-3, "lstm": 2e-3, "transformer": 5e-4, "bert": 5e-5}
 # --pool choices of each model, its default first: a recurrent network's last state and a Transformer's mean
 # as before; a first-token readout only where that token sees the whole text (a Transformer's <cls>, BERT's).
 POOLS = {"rnn": ("last", "mean", "max"), "lstm": ("last", "mean", "max"), "transformer": ("mean", "max", "cls"),
-         "bert": ("cls",)}
+         "bert": ("cls", "mean")}
 
 
 def parse_args(argv=None):
@@ -52,7 +56,7 @@ def parse_args(argv=None):
     parser.add_argument("--pool", choices=["last", "mean", "max", "cls"], default=None,
                         help="what the classifier reads: rnn/lstm last (the final state; default), mean or max of "
                              "the outputs; transformer mean (default) or max of the non-pad outputs, or cls (a "
-                             "leading <cls> token); bert cls only (its own pooler)")
+                             "leading <cls> token); bert cls (default; its pooler) or mean of the last layer")
     parser.add_argument("--glove", action="store_true",
                         help="initialise the embeddings from GloVe 6B 50d (projected when --embed-dim is not 50)")
     parser.add_argument("--bert-model", default=None,
@@ -70,10 +74,20 @@ def parse_args(argv=None):
     cli.add_schedule_flags(parser, default=None, warmup=None)
     cli.add_label_smoothing(parser)
     cli.add_ema(parser)
+    parser.add_argument("--teacher", type=Path,
+                        help="distil: a finished lab3_text run with this run's --dataset and --seed (e.g. a "
+                             "fine-tuned BERT), or a sweep folder holding one; its best weights' probabilities of "
+                             "the training texts join the training targets")
+    parser.add_argument("--teacher-weight", type=cli.rate, default=None,
+                        help="with --teacher: target = (1 - w) one-hot label + w teacher probabilities (0.5)")
     parser.epilog = "--lr-schedule and --warmup default to linear and 0.1 for bert, none and 0 otherwise."
     args = parser.parse_args(argv)
     args.lr = args.lr or DEFAULT_LR[args.model]
     resolve_model_defaults(args)
+    if args.teacher is None and args.teacher_weight is not None:
+        raise cli.UsageError("--teacher-weight weighs a teacher's probabilities: it needs --teacher")
+    if args.teacher is not None and args.teacher_weight is None:
+        args.teacher_weight = 0.5
     if args.model == "transformer" and args.embed_dim % args.nhead:
         raise cli.UsageError(f"--embed-dim {args.embed_dim} must be divisible by --nhead {args.nhead}")
     return args
@@ -99,6 +113,79 @@ def resolve_inputs(args) -> None:
     """The files the flags name, looked up before anything is written (by main, and by a sweep for every point)."""
     if args.model == "bert":
         args.bert_model = resolve_bert(args.bert_model)
+    if args.teacher is not None:
+        args.teacher = find_teacher(args)
+
+
+def find_teacher(args) -> Path:
+    """--teacher's run folder: the folder itself, or the one finished run of a sweep folder with this run's
+    --dataset and --seed. Another seed's (or dataset's) training texts hold this run's validation and test
+    texts, and a teacher that learned their labels would leak them into the targets."""
+    folder = args.teacher.expanduser()
+    named = (folder / "config.json").exists()
+    candidates = [folder] if named else [config.parent for config in sorted(folder.glob("*/config.json"))]
+    if not candidates:
+        raise cli.UsageError(f"--teacher {folder}: no lab3_text run there (no config.json in it or its folders)")
+    configs = {}
+    for run in candidates:
+        try:
+            configs[run] = teacher_config(run)
+        except cli.UsageError:
+            if named:
+                raise
+            # another lab's run, or a broken one, beside the teachers of a sweep folder
+    same_split = [run for run, config in configs.items() if (config.dataset, config.seed) == (args.dataset, args.seed)]
+    finished = [run for run in same_split if (run / "best.pt").exists()]
+    if len(finished) == 1:
+        return finished[0]
+    if len(finished) > 1:
+        raise cli.UsageError(f"--teacher {folder}: {len(finished)} finished runs there have --dataset {args.dataset} "
+                             f"--seed {args.seed} ({', '.join(run.name for run in finished)}): name one")
+    if same_split:
+        raise cli.UsageError(f"--teacher {same_split[0]}: the run has no best.pt (not finished?)")
+    raise cli.UsageError(f"--teacher {folder}: no run there has this run's --dataset {args.dataset} and --seed "
+                         f"{args.seed} (another split's training texts hold this run's test texts)")
+
+
+def teacher_config(run: Path) -> argparse.Namespace:
+    """A run's flags from its config.json (the defaults of its model for flags newer than the run); a BERT's
+    model folder resolved."""
+    try:
+        config = json.loads((run / "config.json").read_text())
+        if not isinstance(config, dict) or config.get("model") not in DEFAULT_LR:
+            raise ValueError("not a lab3_text run")
+    except (OSError, ValueError) as error:
+        raise cli.UsageError(f"--teacher {run}: unreadable config.json ({error})") from None
+    teacher = argparse.Namespace(**{**vars(parse_args(["--model", config["model"]])), **config})
+    if teacher.model == "bert":
+        try:
+            teacher.bert_model = resolve_bert(teacher.bert_model)
+        except cli.UsageError as error:
+            raise cli.UsageError(f"--teacher {run}: {error}") from None
+    return teacher
+
+
+def teacher_targets(args, splits, device) -> list[list[float]]:
+    """The training targets of distillation: (1 - w) one-hot label + w the teacher's probabilities, one row
+    per training text. The teacher reads the texts as it was trained to (its own tokenizer or vocabulary)."""
+    teacher_args = teacher_config(args.teacher)
+    try:
+        (train, _, _), pad_id, vocabulary = encode(teacher_args, splits)
+        teacher = build_model(teacher_args, vocabulary)[0]
+        teacher.load_state_dict(torch.load(args.teacher / "best.pt", map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError, pickle.UnpicklingError) as error:
+        detail = " ".join(str(error).split())[:300]
+        raise cli.UsageError(f"--teacher {args.teacher}: its config.json and best.pt do not make a model "
+                             f"({type(error).__name__}: {detail})") from None
+    teacher.to(device).eval()
+    sequences, labels = train
+    probabilities = torch.empty(len(sequences), 2)
+    with torch.no_grad(), autocast(device):
+        for batch in data.bucketed_batches([len(s) for s in sequences], args.batch_size, shuffle=False):
+            ids, lengths = data.pad_batch([sequences[i] for i in batch], pad_id)
+            probabilities[batch] = teacher(ids.to(device), lengths).float().softmax(1).cpu()
+    one_hot = F.one_hot(torch.tensor(labels), 2).float()
+    return ((1 - args.teacher_weight) * one_hot + args.teacher_weight * probabilities).tolist()
 
 
 def encode(args, splits):
@@ -114,7 +201,7 @@ def encode(args, splits):
 def build_model(args, vocabulary):
     """The classifier, and notes on its vocabulary for summary.json."""
     if args.model == "bert":
-        return BertClassifier(args.bert_model), {}
+        return BertClassifier(args.bert_model, pool=args.pool), {}
     pretrained, notes = None, {"vocab_size": len(vocabulary)}
     if args.glove:
         pretrained, found = data.glove_vectors(vocabulary, args.seed)
@@ -182,6 +269,8 @@ def main(argv=None) -> dict:
             model, notes = build_model(args, vocabulary)
     except OSError as error:  # a BERT name that cannot be fetched, a folder without a model
         raise cli.UsageError(f"--bert-model {args.bert_model}: {str(error).splitlines()[0]}") from None
+    if args.teacher is not None:
+        train = train[0], teacher_targets(args, splits, device)
     model = model.to(device)
     ema = averaged(model, args.ema)  # of the plain model: best.pt keeps its keys; the first step copies its weights
     net = evaluated(model, ema)  # what is validated, selected, saved as best.pt and tested

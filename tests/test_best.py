@@ -26,7 +26,13 @@ def needs_shared(row: best.Row, variant: str) -> bool:
 @pytest.mark.parametrize("row, variant", [(row, variant) for row in best.ROWS for variant in row.variants],
                          ids=lambda value: value.key if isinstance(value, best.Row) else value)
 def test_every_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path, row, variant):
-    flags = [*row.variants[variant], *row.smoke, *TINY[row.lab]]
+    out = tmp_path / "sweeps"
+    argv = best.sweep_argv(row, variant, "smoke", out, [])
+    flags = argv[argv.index("--") + 1:] + TINY[row.lab]  # the point's flags, {out} filled in
+    assert "{out}" not in " ".join(flags)
+    if "--teacher" in flags:  # the BERT row's run of the same split; here a tiny LSTM stands in for it
+        teacher = importlib.import_module(f"{row.lab}.train")
+        teacher.main(["--model", "lstm", *TINY[row.lab], "--quiet", "--out", str(out / "best_lab3_bert_ours/seed=0")])
     if needs_shared(row, variant):
         if not (SHARED / "Planetoid").exists():
             pytest.skip("../shared/data/Planetoid is absent")
@@ -67,6 +73,19 @@ def test_the_table_puts_the_report_the_variants_and_the_target_side_by_side(tmp_
     report = reports.main(["--sweeps", str(tmp_path / "sweeps"), "--out", str(tmp_path / "report")]).read_text()
     assert "## Best recipes" in report and "../sweeps/best_tiny_report/results.csv" in report
     assert "## Best recipes: sin, tiny" not in report  # its sweeps are in the table, not sections of their own
+
+
+def test_variants_runs_only_those_and_the_table_keeps_what_ran_before(tmp_path, monkeypatch):
+    flags = ("--epochs", "20", "--n-points", "60", "--width", "8")
+    row = best.Row("tiny", "lab1_fnn", "sin, tiny", "test_mse", ("<=", 10.0), 2,
+                   {"report": flags, "ours": (*flags, "--optimizer", "adam")})
+    monkeypatch.setattr(best, "ROWS", [row])
+    out = tmp_path / "sweeps"
+    best.main(["--scale", "smoke", "--out", str(out), "--jobs", "1", "--variants", "ours"])
+    assert (out / "best_tiny_ours/results.csv").exists() and not (out / "best_tiny_report").exists()
+    path = best.main(["--scale", "smoke", "--out", str(out), "--jobs", "1", "--variants", "report"])
+    cells = [cell.strip() for cell in path.read_text().splitlines()[-1].strip("|").split("|")]
+    assert "best_tiny_report/results.csv" in cells[3] and "best_tiny_ours/results.csv" in cells[5]
 
 
 def test_best_sh_refuses_a_bad_scale():

@@ -215,6 +215,22 @@ def test_embedded_bert_loads_offline_and_trains_a_step(monkeypatch):
 
 
 @needs_bert
+def test_bert_mean_pool_reads_the_mean_of_the_last_layer_over_the_texts_tokens():
+    from transformers import AutoModel
+    path = resolve_bert(None)
+    torch.manual_seed(0)
+    model = BertClassifier(path, pool="mean").eval()
+    ids = torch.tensor([[101, 2307, 2143, 102, 0, 0], [101, 1037, 6057, 2143, 2000, 102]])
+    lengths = torch.tensor([4, 6])
+    bare = AutoModel.from_pretrained(path, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        first = bare(input_ids=ids[:1, :4]).last_hidden_state.mean(1)  # the first text alone, no padding
+        expected = model.fc(first)
+        assert torch.allclose(model(ids, lengths)[0], expected[0], atol=1e-5)
+        assert not torch.allclose(expected, model.fc(bare(input_ids=ids[:1, :4]).last_hidden_state[:, 0]), atol=1e-3)
+
+
+@needs_bert
 @needs_corpus
 def test_bert_run(tmp_path):
     summary = train.main(["--model", "bert", "--limit-train", "32", "--epochs", "1", "--max-len", "32",
@@ -334,9 +350,11 @@ def test_ema_copies_integer_buffers_such_as_berts_position_ids():
     (["--model", "transformer", "--embed-dim", "30", "--nhead", "8"], "must be divisible by --nhead 8"),
     (["--model", "lstm", "--pool", "cls"], "--pool cls does not apply to --model lstm; it takes last, mean, max"),
     (["--model", "transformer", "--pool", "last"], "--pool last does not apply to --model transformer"),
-    (["--model", "bert", "--pool", "mean"], "--pool mean does not apply to --model bert; it takes cls"),
+    (["--model", "bert", "--pool", "max"], "--pool max does not apply to --model bert; it takes cls, mean"),
     (["--dataset", "imdb"], "IMDB (aclImdb) is missing"),
     (["--patience", "-1"], "--patience/--wait: must be an integer >= 0, got '-1'"),
+    (["--teacher-weight", "0.3"], "--teacher-weight weighs a teacher's probabilities: it needs --teacher"),
+    (["--teacher", "/no/such/run", "--teacher-weight", "0"], "--teacher-weight: must be a number in (0, 1], got '0'"),
 ])
 def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
     monkeypatch.setenv("LABS_MIRROR", f"file://{tmp_path}/offline")  # common.fetch never reaches the network
@@ -362,6 +380,124 @@ def test_vocabulary_and_length_flags_reach_the_model(tmp_path):
                           "--clip", "0.5", "--limit-train", "300", "--epochs", "1", "--quiet",
                           "--out", str(tmp_path / "r")])
     assert summary["vocab_size"] == 53 and summary["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def teacher_sweep(tmp_path_factory):
+    """Two tiny LSTM teachers (seeds 0 and 1) in a sweep-like folder; seed 0's ends with a bias that makes it
+    predict 'positive' for every text, with probability sigmoid(20) over its other class."""
+    folder = tmp_path_factory.mktemp("teachers")
+    for seed in (0, 1):
+        train.main([*TINY_LSTM, "--epochs", "1", "--seed", str(seed), "--out", str(folder / f"seed={seed}")])
+    weights = torch.load(folder / "seed=0/best.pt", weights_only=True)
+    weights["fc.weight"].zero_()
+    weights["fc.bias"].copy_(torch.tensor([-10.0, 10.0]))
+    torch.save(weights, folder / "seed=0/best.pt")
+    return folder
+
+
+def student_targets(flags):
+    args = train.parse_args([*TINY_LSTM, *flags])
+    train.resolve_inputs(args)
+    texts = data.load_rotten_tomatoes(seed=args.seed)
+    picked = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
+    splits = ([texts.train[0][i] for i in picked], [texts.train[1][i] for i in picked]), texts.val, texts.test
+    return args, torch.tensor(train.teacher_targets(args, splits, torch.device("cpu"))), torch.tensor(splits[0][1])
+
+
+@needs_corpus
+def test_teacher_targets_mix_the_label_and_the_teachers_probabilities_of_each_text(teacher_sweep):
+    args, targets, labels = student_targets(["--teacher", str(teacher_sweep), "--teacher-weight", "0.25"])
+    assert args.teacher == teacher_sweep / "seed=0"  # the run of the student's seed
+    sure = torch.tensor([1 / (1 + math.exp(20)), 1 / (1 + math.exp(-20))])
+    expected = 0.75 * torch.nn.functional.one_hot(labels, 2).float() + 0.25 * sure
+    assert targets.shape == (200, 2) and torch.allclose(targets, expected, atol=1e-6)
+    config = json.loads((teacher_sweep / "seed=0/config.json").read_text())
+    assert train.teacher_config(teacher_sweep / "seed=0").pool == "last"
+    del config["pool"]  # a run older than the flag: its model's default
+    (teacher_sweep / "seed=0/config.json").write_text(json.dumps(config))
+    assert train.teacher_config(teacher_sweep / "seed=0").pool == "last"
+
+
+@needs_corpus
+def test_each_texts_target_is_what_the_teacher_says_of_that_text_alone(teacher_sweep):
+    """The teacher reads length-bucketed batches: every row of the targets must still be its own text's."""
+    args, targets, _ = student_targets(["--teacher", str(teacher_sweep), "--seed", "1", "--teacher-weight", "1"])
+    assert args.teacher == teacher_sweep / "seed=1"
+    texts = data.load_rotten_tomatoes(seed=1)
+    picked = data.training_subset(texts.train[1], 200, 1.0, 1)
+    splits = ([texts.train[0][i] for i in picked], [texts.train[1][i] for i in picked]), texts.val, texts.test
+    teacher_args = train.teacher_config(args.teacher)
+    ((sequences, _), _, _), _, vocabulary = train.encode(teacher_args, splits)
+    teacher, _ = train.build_model(teacher_args, vocabulary)
+    teacher.load_state_dict(torch.load(args.teacher / "best.pt", weights_only=True))
+    teacher.eval()
+    with torch.no_grad():
+        for i in (0, 57, 199):
+            alone = teacher(torch.tensor([sequences[i]]), torch.tensor([len(sequences[i])])).softmax(1)[0]
+            assert torch.allclose(targets[i], alone, atol=1e-5)
+    assert len({round(p, 4) for p in targets[:, 1].tolist()}) > 20  # probabilities, not labels
+
+
+@needs_corpus
+def test_a_student_of_an_always_positive_teacher_learns_to_say_positive(teacher_sweep, tmp_path):
+    flags = [*TINY_LSTM, "--epochs", "3", "--lr", "0.03"]
+    student = train.main([*flags, "--teacher", str(teacher_sweep), "--teacher-weight", "1",
+                          "--out", str(tmp_path / "student")])
+    texts = data.load_rotten_tomatoes(seed=0)
+    assert student["test_acc"] == pytest.approx(sum(texts.test[1]) / len(texts.test[1]))  # all called positive
+    plain = train.main([*flags, "--out", str(tmp_path / "plain")])
+    assert plain["test_acc"] != student["test_acc"]
+
+
+@needs_corpus
+def test_a_teacher_of_another_split_is_refused_in_one_line(teacher_sweep, tmp_path, run_cli):
+    code, err = run_cli(train.main, [*TINY_LSTM, "--teacher", str(teacher_sweep), "--seed", "2",
+                                     "--out", str(tmp_path / "bad")])
+    assert code == 2 and len(err) == 1, err
+    assert "no run there has this run's --dataset rotten-tomatoes and --seed 2" in err[0]
+    assert not (tmp_path / "bad").exists()
+
+
+@needs_corpus
+def test_a_sweep_folders_teacher_is_its_one_finished_run_of_the_split(teacher_sweep, tmp_path, run_cli):
+    """A subset of the same split (--limit-train, --train-rate) is no leak: the teacher is taken; broken or
+    foreign runs beside it are passed over; two candidates are refused rather than one picked at random."""
+    args = train.parse_args([*TINY_LSTM, "--limit-train", "100", "--teacher", str(teacher_sweep)])
+    train.resolve_inputs(args)
+    assert args.teacher == teacher_sweep / "seed=0"
+    folder = tmp_path / "sweep"
+    for name in ("a-broken", "b-unfinished", "c-done", "d-foreign"):
+        (folder / name).mkdir(parents=True)
+    (folder / "a-broken/config.json").write_text("{")
+    config = json.loads((teacher_sweep / "seed=0/config.json").read_text())
+    (folder / "b-unfinished/config.json").write_text(json.dumps(config))
+    (folder / "c-done/config.json").write_text(json.dumps(config))
+    (folder / "c-done/best.pt").write_bytes((teacher_sweep / "seed=0/best.pt").read_bytes())
+    (folder / "d-foreign/config.json").write_text(json.dumps({"model": "gcn", "seed": 0}))
+    args = train.parse_args([*TINY_LSTM, "--teacher", str(folder)])
+    train.resolve_inputs(args)
+    assert args.teacher == folder / "c-done"
+    (folder / "b-unfinished/best.pt").write_bytes(b"")
+    code, err = run_cli(train.main, [*TINY_LSTM, "--teacher", str(folder), "--out", str(tmp_path / "two")])
+    assert code == 2 and len(err) == 1 and "2 finished runs there have --dataset rotten-tomatoes --seed 0 " \
+        "(b-unfinished, c-done): name one" in err[0], err
+    code, err = run_cli(train.main, [*TINY_LSTM, "--teacher", str(folder / "b-unfinished"), "--out",
+                                     str(tmp_path / "empty")])  # an empty best.pt
+    assert code == 2 and len(err) == 1 and "its config.json and best.pt do not make a model (EOFError" in err[0], err
+    assert not (tmp_path / "two").exists() and not (tmp_path / "empty").exists()
+
+
+def test_a_teacher_folder_without_a_finished_run_is_one_line(tmp_path, run_cli):
+    for name in ("none", "garbled", "unfinished"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "garbled/config.json").write_text("[1, 2")
+    (tmp_path / "unfinished/config.json").write_text(json.dumps(vars(train.parse_args(TINY_LSTM)), default=str))
+    for name, message in (("none", "no lab3_text run there"), ("garbled", "unreadable config.json"),
+                          ("unfinished", "the run has no best.pt")):
+        code, err = run_cli(train.main, [*TINY_LSTM, "--teacher", str(tmp_path / name), "--out", str(tmp_path / "r")])
+        assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "r").exists()
 
 
 def test_wait_is_an_alias_of_patience():
