@@ -18,7 +18,6 @@ alone. Where other jobs share the cores, run it with OMP_NUM_THREADS=1: torch's 
 other there, and an epoch runs many times slower at random.
 """
 import argparse
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -55,10 +54,7 @@ def floor_steps(model, optimizer, batches, clip: float, precision) -> None:
 
 def training_texts(args):
     """train.py's training id sequences and labels, padding id and vocabulary."""
-    texts = data.load_texts(args.dataset, Path(args.data_root), args.seed)
-    kept = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
-    splits = ([texts.train[0][i] for i in kept], [texts.train[1][i] for i in kept]), texts.val, texts.test
-    encoded, pad_id, vocabulary = train.encode(args, splits)
+    encoded, pad_id, vocabulary = train.encode(args, train.load_splits(args)[1])
     return encoded[0], pad_id, vocabulary
 
 

@@ -180,12 +180,22 @@ def teacher_targets(args, splits, device) -> list[list[float]]:
     teacher.to(device).eval()
     sequences, labels = train
     probabilities = torch.empty(len(sequences), 2)
+    # batches of this loop, not data.batches: that one gives a DDP process only its share of the rows, and
+    # every process needs the target of every text
     with torch.no_grad(), autocast(device):
         for batch in data.bucketed_batches([len(s) for s in sequences], args.batch_size, shuffle=False):
             ids, lengths = data.pad_batch([sequences[i] for i in batch], pad_id)
             probabilities[batch] = teacher(ids.to(device), lengths).float().softmax(1).cpu()
     one_hot = F.one_hot(torch.tensor(labels), 2).float()
     return ((1 - args.teacher_weight) * one_hot + args.teacher_weight * probabilities).tolist()
+
+
+def load_splits(args):
+    """(texts, splits): the dataset's texts of --seed's split, and (train, val, test) as (texts, labels) with
+    --limit-train and --train-rate's share of train."""
+    texts = data.load_texts(args.dataset, Path(args.data_root), args.seed)
+    picked = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
+    return texts, (([texts.train[0][i] for i in picked], [texts.train[1][i] for i in picked]), texts.val, texts.test)
 
 
 def encode(args, splits):
@@ -258,10 +268,8 @@ def main(argv=None) -> dict:
     resolve_inputs(args)
     device = distributed.setup(select_device(args.device))
     seed_everything(args.seed)
-    texts = data.load_texts(args.dataset, Path(args.data_root), args.seed)
-    train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
-    distributed.check_batches(args.batch_size, len(train_idx), least=1)
-    splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
+    texts, splits = load_splits(args)
+    distributed.check_batches(args.batch_size, len(splits[0][0]), least=1)
     try:
         (train, val, test), pad_id, vocabulary = encode(args, splits)
         with allocating(f"--embed-dim {args.embed_dim} --hidden-size {args.hidden_size} --num-layers "

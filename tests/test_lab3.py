@@ -162,10 +162,8 @@ def test_tiny_lstm_run_beats_the_majority_class(tmp_path):
 def saved_model(run_dir, flags):
     """The network of best.pt (in eval mode), the encoded (train, val, test) splits it saw, and the padding id."""
     args = train.parse_args(flags)
-    texts = data.load_texts(args.dataset, run_dir, args.seed)
-    train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
-    splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
-    encoded, pad_id, vocabulary = train.encode(args, splits)
+    args.data_root = run_dir
+    encoded, pad_id, vocabulary = train.encode(args, train.load_splits(args)[1])
     model, _ = train.build_model(args, vocabulary)
     model.load_state_dict(torch.load(run_dir / "best.pt"))
     return model.eval(), encoded, pad_id
@@ -367,9 +365,7 @@ def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
 def test_vocabulary_and_length_flags_reach_the_model(tmp_path):
     args = train.parse_args(["--model", "lstm", "--bidirectional", "--max-vocab", "50", "--max-len", "5",
                              "--min-freq", "1", "--limit-train", "300"])
-    texts = data.load_rotten_tomatoes(seed=0)
-    train_idx = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
-    splits = ([texts.train[0][i] for i in train_idx], [texts.train[1][i] for i in train_idx]), texts.val, texts.test
+    _, splits = train.load_splits(args)
     (train_split, val, test), _, vocabulary = train.encode(args, splits)
     model, notes = train.build_model(args, vocabulary)
     assert notes["vocab_size"] == 53 and model.embed.lookup.num_embeddings == 53
@@ -399,15 +395,14 @@ def teacher_sweep(tmp_path_factory):
 def student_targets(flags):
     args = train.parse_args([*TINY_LSTM, *flags])
     train.resolve_inputs(args)
-    texts = data.load_rotten_tomatoes(seed=args.seed)
-    picked = data.training_subset(texts.train[1], args.limit_train, args.train_rate, args.seed)
-    splits = ([texts.train[0][i] for i in picked], [texts.train[1][i] for i in picked]), texts.val, texts.test
-    return args, torch.tensor(train.teacher_targets(args, splits, torch.device("cpu"))), torch.tensor(splits[0][1])
+    _, splits = train.load_splits(args)
+    return args, splits, torch.tensor(train.teacher_targets(args, splits, torch.device("cpu")))
 
 
 @needs_corpus
 def test_teacher_targets_mix_the_label_and_the_teachers_probabilities_of_each_text(teacher_sweep):
-    args, targets, labels = student_targets(["--teacher", str(teacher_sweep), "--teacher-weight", "0.25"])
+    args, splits, targets = student_targets(["--teacher", str(teacher_sweep), "--teacher-weight", "0.25"])
+    labels = torch.tensor(splits[0][1])
     assert args.teacher == teacher_sweep / "seed=0"  # the run of the student's seed
     sure = torch.tensor([1 / (1 + math.exp(20)), 1 / (1 + math.exp(-20))])
     expected = 0.75 * torch.nn.functional.one_hot(labels, 2).float() + 0.25 * sure
@@ -422,11 +417,8 @@ def test_teacher_targets_mix_the_label_and_the_teachers_probabilities_of_each_te
 @needs_corpus
 def test_each_texts_target_is_what_the_teacher_says_of_that_text_alone(teacher_sweep):
     """The teacher reads length-bucketed batches: every row of the targets must still be its own text's."""
-    args, targets, _ = student_targets(["--teacher", str(teacher_sweep), "--seed", "1", "--teacher-weight", "1"])
+    args, splits, targets = student_targets(["--teacher", str(teacher_sweep), "--seed", "1", "--teacher-weight", "1"])
     assert args.teacher == teacher_sweep / "seed=1"
-    texts = data.load_rotten_tomatoes(seed=1)
-    picked = data.training_subset(texts.train[1], 200, 1.0, 1)
-    splits = ([texts.train[0][i] for i in picked], [texts.train[1][i] for i in picked]), texts.val, texts.test
     teacher_args = train.teacher_config(args.teacher)
     ((sequences, _), _, _), _, vocabulary = train.encode(teacher_args, splits)
     teacher, _ = train.build_model(teacher_args, vocabulary)
