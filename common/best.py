@@ -79,7 +79,9 @@ REPORT_NODE = ("--activation", "tanh", "--epochs", "500")
 LAB4_SMOKE = ("--epochs", "20")
 CORA, CITESEER = ("--dataset", "cora"), ("--dataset", "citeseer")
 DROP_EDGE = ("--drop-edge", "0.2")
-LAB4_NODE = ("--activation", "tanh", "--hidden", "256", "--dropout", "0.8")  # Cora; CiteSeer: REPORT_NODE's
+LAB4_NODE = ("--activation", "tanh", "--hidden", "256", "--dropout", "0.8")  # Cora
+# CiteSeer: the report's settings without drop-edge, with the patience to wait out its noisier validation
+CITESEER_NODE = (*REPORT_NODE, "--patience", "100")
 LAB4_LINK = ("--task", "link", "--activation", "tanh", "--hidden", "256", "--epochs", "500")
 PUBLIC_OURS = ("--split", "public", "--hidden", "64", "--dropout", "0.8", "--label-smoothing", "0.1")
 
@@ -101,7 +103,7 @@ ROWS = [
         stated="cora-N final test score"),
     Row("lab4_citeseer_node", "lab4_gcn", "CiteSeer nodes, random 60/20/20 (Lab 4)", "test_score", (">=", 0.78), 5,
         {"report": (*REPORT_NODE, *CITESEER, *DROP_EDGE), "reference": (*KIPF, *CITESEER),
-         "ours": (*REPORT_NODE, *CITESEER)}, LAB4_SMOKE, stated="cite-N final test score"),
+         "ours": (*CITESEER_NODE, *CITESEER)}, LAB4_SMOKE, stated="cite-N final test score"),
     Row("lab4_cora_link", "lab4_gcn", "Cora links, ROC-AUC (Lab 4)", "test_score", (">=", 0.93), 5,
         {"report": ("--task", "link", *REPORT_NODE, *CORA, *DROP_EDGE), "reference": (*LINK_PRED, *CORA),
          "ours": (*LAB4_LINK, *CORA)}, LAB4_SMOKE, stated="cora-L final test score"),

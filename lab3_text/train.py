@@ -165,12 +165,15 @@ def teacher_config(run: Path) -> argparse.Namespace:
     return teacher
 
 
-def teacher_targets(args, splits, device) -> list[list[float]]:
+def teacher_targets(args, train_split, device) -> list[list[float]]:
     """The training targets of distillation: (1 - w) one-hot label + w the teacher's probabilities, one row
-    per training text. The teacher reads the texts as it was trained to (its own tokenizer or vocabulary)."""
+    per training text. The teacher reads the texts as it was trained to: its own tokenizer, or the vocabulary
+    of its own training texts (a student may train on a subset of them)."""
     teacher_args = teacher_config(args.teacher)
+    teacher_args.data_root = args.data_root
     try:
-        (train, _, _), pad_id, vocabulary = encode(teacher_args, splits)
+        _, teacher_splits = load_splits(teacher_args)
+        (_, train), pad_id, vocabulary = encode(teacher_args, (teacher_splits[0], train_split))
         teacher = build_model(teacher_args, vocabulary)[0]
         teacher.load_state_dict(torch.load(args.teacher / "best.pt", map_location="cpu", weights_only=True))
     except (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError, pickle.UnpicklingError) as error:
@@ -278,7 +281,7 @@ def main(argv=None) -> dict:
     except OSError as error:  # a BERT name that cannot be fetched, a folder without a model
         raise cli.UsageError(f"--bert-model {args.bert_model}: {str(error).splitlines()[0]}") from None
     if args.teacher is not None:
-        train = train[0], teacher_targets(args, splits, device)
+        train = train[0], teacher_targets(args, splits[0], device)
     model = model.to(device)
     ema = averaged(model, args.ema)  # of the plain model: best.pt keeps its keys; the first step copies its weights
     net = evaluated(model, ema)  # what is validated, selected, saved as best.pt and tested

@@ -396,7 +396,7 @@ def student_targets(flags):
     args = train.parse_args([*TINY_LSTM, *flags])
     train.resolve_inputs(args)
     _, splits = train.load_splits(args)
-    return args, splits, torch.tensor(train.teacher_targets(args, splits, torch.device("cpu")))
+    return args, splits, torch.tensor(train.teacher_targets(args, splits[0], torch.device("cpu")))
 
 
 @needs_corpus
@@ -429,6 +429,17 @@ def test_each_texts_target_is_what_the_teacher_says_of_that_text_alone(teacher_s
             alone = teacher(torch.tensor([sequences[i]]), torch.tensor([len(sequences[i])])).softmax(1)[0]
             assert torch.allclose(targets[i], alone, atol=1e-5)
     assert len({round(p, 4) for p in targets[:, 1].tolist()}) > 20  # probabilities, not labels
+
+
+@needs_corpus
+def test_a_teacher_reads_with_the_vocabulary_of_its_own_training_texts(teacher_sweep):
+    """A student of a subset of the teacher's texts gets, for each of its texts, what the teacher says of it
+    (the vocabulary of the subset alone would not even fit the teacher's embedding)."""
+    _, splits, targets = student_targets(["--teacher", str(teacher_sweep), "--seed", "1", "--teacher-weight", "1"])
+    _, subset, subset_targets = student_targets(["--teacher", str(teacher_sweep), "--seed", "1", "--teacher-weight",
+                                                 "1", "--limit-train", "100"])
+    rows = [splits[0][0].index(text) for text in subset[0][0]]
+    assert len(rows) == 100 and torch.allclose(subset_targets, targets[rows], atol=1e-5)
 
 
 @needs_corpus
