@@ -202,7 +202,8 @@ def load_splits(args):
 
 
 def encode(args, splits):
-    """Id sequences of (train, val, test), the padding id, and the vocabulary (None for bert)."""
+    """Id sequences of each (texts, labels) split (main: train, val, test), the padding id, and the vocabulary
+    of the first split's texts (None for bert)."""
     if args.model == "bert":
         encoded, pad_id = data.encode_with_tokenizer(splits, args.bert_model, args.max_len)
         return encoded, pad_id, None
