@@ -62,7 +62,7 @@ def main(argv=None):
     images, batches, train_idx = training_images(args, device)
     model = train.build_model(args, images, device)
     optimizer = train.build_optimizer(args, model)
-    precision = autocast(device)
+    precision = autocast(device, args.precision)
     x, y, _ = next(batches(train_idx, args.batch_size))
     sizes = [len(idx) for idx in train_idx.split(args.batch_size) if len(idx) >= 2]  # the epoch's batches
 
@@ -76,7 +76,7 @@ def main(argv=None):
     rate = {name: sum(sizes) / time_ for name, time_ in best_seconds(ways, bench.rounds, device).items()}
     print(f"lab2 epoch against floor: {args.dataset}, {sum(sizes)} training images, widths "
           f"{','.join(map(str, args.widths))}, batch {args.batch_size}, {args.optimizer}, augment "
-          f"{'on' if args.augment else 'off'}, {device.type} {x.dtype} channels-last "
+          f"{args.augment or 'off'}, {device.type} {x.dtype} channels-last "
           f"{'bf16 autocast' if isinstance(precision, torch.autocast) else 'no autocast'}, "
           f"{torch.get_num_threads()} CPU thread(s), best of {bench.rounds} rounds")
     print(f"epoch  {rate['epoch']:8.0f} images/s  (train_one_epoch over Batches)")

@@ -73,7 +73,7 @@ def main(argv=None):
     model, _ = train.build_model(args, vocabulary)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    precision = autocast(device)
+    precision = autocast(device, args.precision)
     in_memory = list(data.batches(sequences, labels, args.batch_size, pad_id, device, shuffle=True))
 
     def epoch(batches):

@@ -63,6 +63,12 @@ def add_ema(parser: argparse.ArgumentParser) -> None:
                              "updated after every step with this decay, e.g. 0.999 (common/ema.py; 0 = off)")
 
 
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=["auto", "bf16", "float32"], default="auto",
+                        help="bf16: bfloat16 autocast (on a CPU too, where recent ones run it faster); float32: "
+                             "none; auto: bf16 on CUDA, else float32 (common.device.autocast) (auto)")
+
+
 def _number(cast, text, ok, what):
     try:
         value = cast(text)

@@ -26,10 +26,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full float32 elsewhere. LABS_FORCE_BF16=1
-    turns it on for the CPU too, so that the GPU path runs where no GPU is (python -m common.gpu_check --device cpu)."""
-    if device.type == "cuda" or (device.type == "cpu" and os.environ.get("LABS_FORCE_BF16") == "1"):
+def autocast(device: torch.device, precision: str = "auto"):
+    """The --precision context: bf16 autocast (no loss scaling needed) for "bf16", and for "auto" on CUDA
+    (tensor cores); full float32 for "float32", and for "auto" elsewhere. LABS_FORCE_BF16=1 turns "auto" to
+    bf16 on the CPU too, so that the GPU path runs where no GPU is (python -m common.gpu_check --device cpu)."""
+    forced = device.type == "cpu" and os.environ.get("LABS_FORCE_BF16") == "1"
+    if precision == "bf16" or (precision == "auto" and (device.type == "cuda" or forced)):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 

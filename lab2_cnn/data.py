@@ -218,15 +218,17 @@ def channel_stats(x: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor,
     return mean.float()[:, None, None], std.float()[:, None, None]
 
 
-def augment(x: torch.Tensor) -> torch.Tensor:
-    """Per image: a random crop of the zero-padded image (padding size/8), then a random horizontal flip."""
+def augment(x: torch.Tensor, crop: bool = True) -> torch.Tensor:
+    """Per image: a random crop of the zero-padded image (padding size/8; unless crop is False), then a random
+    horizontal flip."""
     n, _, h, w = x.shape
-    pad = max(1, h // 8)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy, dx = (torch.randint(0, 2 * pad + 1, (n,), device=x.device) for _ in range(2))
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
-    x = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    if crop:
+        pad = max(1, h // 8)
+        padded = F.pad(x, (pad, pad, pad, pad))
+        dy, dx = (torch.randint(0, 2 * pad + 1, (n,), device=x.device) for _ in range(2))
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
+        x = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
     flip = torch.rand(n, device=x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
@@ -238,8 +240,9 @@ class Batches:
         self.x, self.y = x.to(device), y.to(device)
         self.mean, self.std = mean.to(device), std.to(device)
 
-    def __call__(self, indices, batch_size, shuffle=False, augmented=False):
-        """(x, y, n): this process's rows of each global batch of n images (all of them in one process)."""
+    def __call__(self, indices, batch_size, shuffle=False, augmentation=None):
+        """(x, y, n): this process's rows of each global batch of n images (all of them in one process),
+        augmented by "crop-flip" or "flip" (None: as they are)."""
         if shuffle:  # rank 0's shuffle on every DDP process
             indices = indices[distributed.main_tensor(torch.randperm(len(indices)))]
         smallest = 2 * distributed.world() if shuffle else 1  # batch norm cannot train on one image
@@ -250,8 +253,8 @@ class Batches:
                 continue
             idx = idx.to(self.x.device)
             x = (self.x[idx].float() / 255 - self.mean) / self.std
-            if augmented:
-                x = augment(x)
+            if augmentation:
+                x = augment(x, crop=augmentation == "crop-flip")
             yield x.contiguous(memory_format=torch.channels_last), self.y[idx], n
 
     @staticmethod

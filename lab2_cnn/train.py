@@ -4,10 +4,12 @@
 
 Data live in memory as uint8 tensors (on the GPU when there is one); batches are normalised and,
 with --augment, randomly cropped and flipped on the fly. A validation set is split off the
-training images; training stops by the report's rule (best validation loss not improved for
-patience+1 epochs); the test top-1/top-5 are those of the best-validation weights.
+training images; training stops by the report's rule (best validation loss, or accuracy with
+--select-on accuracy, not improved for patience+1 epochs); the test top-1/top-5 are those of the
+best-validation weights.
 """
 import argparse
+import math
 from pathlib import Path
 
 import torch
@@ -69,7 +71,10 @@ def parse_args(argv=None):
     cli.add_ema(parser)
     parser.add_argument("--weight-decay", type=cli.non_negative_float, default=5e-4, help="L2 penalty (5e-4)")
     parser.add_argument("--epochs", type=cli.positive_int, default=10)
-    cli.add_patience(parser, 2, "validation loss", wait_alias=True)
+    parser.add_argument("--select-on", choices=["loss", "accuracy"], default="loss",
+                        help="the validation metric that picks the best epoch and early-stops: loss (the "
+                             "report's) or top-1 accuracy, ties going to the lower loss (loss)")
+    cli.add_patience(parser, 2, "validation metric (--select-on)", wait_alias=True)
     cli.add_checkpointing(parser, every=1)
     parser.add_argument("--batch-size", type=cli.positive_int, default=128)
     parser.add_argument("--workers", type=cli.positive_int, default=4, help="threads that decode JPEG files (4)")
@@ -81,7 +86,13 @@ def parse_args(argv=None):
     parser.add_argument("--limit-train", type=cli.positive_int, help="class-balanced subset of the training images "
                         "(validation is split off this subset)")
     parser.add_argument("--limit-test", type=cli.positive_int, help="class-balanced subset of the test images")
-    parser.add_argument("--augment", action="store_true", help="random crop (padding size/8) and horizontal flip")
+    parser.add_argument("--augment", nargs="?", const="crop-flip", choices=["crop-flip", "flip"],
+                        help="training images randomly flipped left-right, and first cropped from the image "
+                             "padded by size/8 with crop-flip (--augment alone: crop-flip)")
+    parser.add_argument("--tta", action="store_true",
+                        help="validate and test on the mean of the class probabilities of each image and its "
+                             "mirror image")
+    cli.add_precision(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 2:
         raise cli.UsageError("--batch-size must be 2 or more: batch norm cannot train on one image")
@@ -110,13 +121,13 @@ def build_optimizer(args, model) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), args.lr, weight_decay=args.weight_decay)
 
 
-def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augmented: bool, precision,
+def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augmentation: str | None, precision,
                     progress, scheduler=None, ema=None, label_smoothing: float = 0.0) -> dict:
     """One shuffled pass over the training images: mean (smoothed) loss, top-1 accuracy and lr, the rate of
     the last step. After every optimiser step the scheduler steps and the average (ema) takes in the weights."""
     model.train()
     tally = Tally()
-    for x, y, n in batches(indices, batch_size, shuffle=True, augmented=augmented):
+    for x, y, n in batches(indices, batch_size, shuffle=True, augmentation=augmentation):
         with precision:
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
@@ -134,18 +145,21 @@ def train_one_epoch(model, optimizer, batches, indices, batch_size: int, augment
 
 
 @torch.no_grad()
-def evaluate(model, batches, indices, batch_size: int, precision) -> dict:
+def evaluate(model, batches, indices, batch_size: int, precision, mirrored: bool = False) -> dict:
     """Mean loss, top-1, top-5 and the confusion matrix (rows: true class, columns: predicted), over
-    every DDP process's share of the images."""
+    every DDP process's share of the images; mirrored (--tta): of the mean of the class probabilities of
+    each image and its mirror image."""
     model.eval()
     distributed.share_buffers(model)  # without SyncBatchNorm (CPU), every process scores rank 0's model
     k = model.classifier[-1].out_features
     total_loss, top1, top5, confusion = 0.0, 0, 0, torch.zeros(k, k, dtype=torch.long, device=batches.x.device)
     for x, y, _ in batches(indices, 4 * batch_size):
         with precision:
-            logits = model(x).float()
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        best = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            log_probs = model(x).float().log_softmax(1)
+            if mirrored:  # log of the mean of the two probabilities
+                log_probs = torch.logaddexp(log_probs, model(x.flip(3)).float().log_softmax(1)) - math.log(2)
+        total_loss += F.nll_loss(log_probs, y, reduction="sum").item()
+        best = log_probs.topk(min(5, k), dim=1).indices
         top1 += (best[:, 0] == y).sum().item()
         top5 += (best == y[:, None]).any(1).sum().item()
         confusion += torch.bincount(y * k + best[:, 0], minlength=k * k).view(k, k)
@@ -165,7 +179,7 @@ def main(argv=None) -> dict:
     mean, std = datasets.channel_stats(images.train_x, train_idx)
     train_batches = datasets.Batches(images.train_x, images.train_y, mean, std, device)
     test_batches = datasets.Batches(images.test_x, images.test_y, mean, std, device)
-    precision = autocast(device)
+    precision = autocast(device, args.precision)
 
     model = build_model(args, images, device)
     trainer = distributed.wrap(model, device)  # DDP under torchrun; model itself in one process
@@ -176,7 +190,7 @@ def main(argv=None) -> dict:
     net = evaluated(model, ema)  # what is evaluated, selected on, saved as best.pt and tested
     run = Run("lab2_cnn", args, device)
 
-    stopper = EarlyStopping(args.patience)
+    stopper = EarlyStopping(args.patience, mode="min" if args.select_on == "loss" else "max")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "stopper": stopper}
     if ema is not None:
         state["ema"] = ema
@@ -185,12 +199,14 @@ def main(argv=None) -> dict:
         with tqdm(total=len(train_idx), desc=f"epoch {epoch}", unit="img", disable=args.quiet, leave=False) as bar:
             train_metrics = train_one_epoch(trainer, optimizer, train_batches, train_idx, args.batch_size,
                                             args.augment, precision, bar, scheduler, ema, args.label_smoothing)
-        val_metrics = evaluate(net, train_batches, val_idx, args.batch_size, precision)
+        val_metrics = evaluate(net, train_batches, val_idx, args.batch_size, precision, args.tta)
         scheduler.epoch_end(val_metrics["loss"])
         run.log(epoch=epoch, show=True, train_loss=train_metrics["loss"], train_acc=train_metrics["acc"],
                 val_loss=val_metrics["loss"], val_acc=val_metrics["top1"], lr=train_metrics["lr"])
-        status = distributed.main_object(stopper.update(net, epoch, val_metrics["loss"],
-                                                        losses=(train_metrics["loss"],)))
+        value, tiebreak = ((val_metrics["loss"], None) if args.select_on == "loss"
+                           else (val_metrics["top1"], val_metrics["loss"]))
+        status = distributed.main_object(stopper.update(net, epoch, value, tiebreak=tiebreak,
+                                                        losses=(train_metrics["loss"], val_metrics["loss"])))
         if status != "ok":
             break
         run.checkpoint(epoch, **state)
@@ -203,14 +219,15 @@ def main(argv=None) -> dict:
                        title=f"{args.dataset}: accuracy")
     summary = {"best_val_loss": None, "best_epoch": None, "test_top1": None, "test_top5": None}
     if stopper.restore_best(net, run.path("best.pt")):
-        test_metrics = evaluate(net, test_batches, test_idx, args.batch_size, precision)
+        test_metrics = evaluate(net, test_batches, test_idx, args.batch_size, precision, args.tta)
         if run.writes:
             plot_confusion(run.path("confusion_matrix.png"), test_metrics["confusion"].numpy(), images.classes,
                            title=f"{args.dataset} test set, best-validation model (top-1 "
                                  f"{test_metrics['top1']:.3f})")
-        summary = {"best_val_loss": stopper.best, "best_epoch": stopper.best_epoch,
+        best = stopper.best_epoch - 1
+        summary = {"best_val_loss": history["val_loss"][best], "best_epoch": stopper.best_epoch,
                    "test_top1": test_metrics["top1"], "test_top5": test_metrics["top5"],
-                   "best_val_acc": history["val_acc"][stopper.best_epoch - 1]}
+                   "best_val_acc": history["val_acc"][best]}
     return run.finish(status, **summary, epochs_run=len(history["epoch"]), train_examples=len(train_idx),
                       skipped_images=images.skipped)
 

@@ -74,6 +74,7 @@ def parse_args(argv=None):
     cli.add_schedule_flags(parser, default=None, warmup=None)
     cli.add_label_smoothing(parser)
     cli.add_ema(parser)
+    cli.add_precision(parser)
     parser.add_argument("--teacher", type=Path,
                         help="distil: a finished lab3_text run with this run's --dataset and --seed (e.g. a "
                              "fine-tuned BERT), or a sweep folder holding one; its best weights' probabilities of "
@@ -185,7 +186,7 @@ def teacher_targets(args, train_split, device) -> list[list[float]]:
     probabilities = torch.empty(len(sequences), 2)
     # batches of this loop, not data.batches: that one gives a DDP process only its share of the rows, and
     # every process needs the target of every text
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast(device, args.precision):
         for batch in data.bucketed_batches([len(s) for s in sequences], args.batch_size, shuffle=False):
             ids, lengths = data.pad_batch([sequences[i] for i in batch], pad_id)
             probabilities[batch] = teacher(ids.to(device), lengths).float().softmax(1).cpu()
@@ -287,7 +288,7 @@ def main(argv=None) -> dict:
     ema = averaged(model, args.ema)  # of the plain model: best.pt keeps its keys; the first step copies its weights
     net = evaluated(model, ema)  # what is validated, selected, saved as best.pt and tested
     trainer = distributed.wrap(model, device)  # DDP under torchrun; model itself in one process
-    precision = autocast(device)
+    precision = autocast(device, args.precision)
 
     def batches(split, shuffle=False):
         return data.batches(*split, args.batch_size, pad_id, device, shuffle)

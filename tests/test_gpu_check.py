@@ -44,6 +44,18 @@ def test_autocast_forced_on_cpu_only_when_asked(monkeypatch):
     monkeypatch.setenv("LABS_FORCE_BF16", "1")
     with autocast(CPU):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert not isinstance(autocast(CPU, "float32"), torch.autocast)  # --precision float32 wins over it
+
+
+@pytest.mark.parametrize("device, precision, bf16", [(CPU, "auto", False), (CPU, "bf16", True),
+                                                    (torch.device("cuda"), "float32", False)])
+def test_precision_flag_chooses_the_autocast(monkeypatch, device, precision, bf16):
+    monkeypatch.delenv("LABS_FORCE_BF16", raising=False)
+    context = autocast(device, precision)
+    assert isinstance(context, torch.autocast) == bf16
+    if bf16:
+        with context:
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
 @pytest.mark.parametrize("run", [pytest.param(run, marks=needs_lab5) if run == "lab5_style" else run

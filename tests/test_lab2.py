@@ -152,6 +152,78 @@ def test_augment_crops_and_flips_each_image():
     assert len({tuple(o.flatten()[:40].tolist()) for o in out[::2]}) > 4  # not one crop for all
 
 
+def test_flip_augmentation_mirrors_some_images_and_leaves_the_rest_as_they_are():
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8), torch.arange(64) % 10
+    mean, std = torch.full((1, 1, 1), 0.5), torch.full((1, 1, 1), 0.25)
+    batches = datasets.Batches(x, y, mean, std, "cpu")
+    (out, labels, _), = batches(torch.arange(64), 64, shuffle=True, augmentation="flip")
+    source = (x.float() / 255 - mean) / std
+    as_they_are = [any(torch.equal(o, s) for s in source) for o in out]
+    mirrored = [any(torch.equal(o, s.flip(2)) for s in source) for o in out]
+    assert all(a != m for a, m in zip(as_they_are, mirrored, strict=True))  # every image one or the other: no crop
+    assert 16 < sum(mirrored) < 48
+
+
+def tta_run(fashion_root, tmp_path, *flags):
+    return train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "3",
+                       "--lr", "0.05", "--lrd", "0.9", "--batch-size", "32", "--patience", "3", "--quiet",
+                       "--out", str(tmp_path / "run"), *flags])
+
+
+def test_tta_validates_and_tests_on_the_mean_probabilities_of_each_image_and_its_mirror(fashion_root, tmp_path):
+    """The fixture's class is where a patch is, so a mirror image looks like another class: the test top-1 of
+    the mean probabilities, recomputed here from best.pt, is far from the plain one."""
+    summary = tta_run(fashion_root, tmp_path, "--tta")
+    images = datasets.load_fashion_mnist(fashion_root)
+    model = ResidualCNN(1, 10, 28, (6, 8, 8, 8, 8, 8))
+    plain_top1, _ = scores_of_saved_weights(tmp_path / "run", images, model)
+    with torch.no_grad():
+        x = normalised(tmp_path / "run", images, images.test_x)
+        probabilities = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
+        _, val_idx, _ = datasets.split(images, 0.1, 0)
+        x_val, y_val = normalised(tmp_path / "run", images, images.train_x[val_idx]), images.train_y[val_idx]
+        val_probabilities = (model(x_val).softmax(1) + model(x_val.flip(3)).softmax(1)) / 2
+    top1 = (probabilities.argmax(1) == images.test_y).double().mean().item()
+    assert summary["test_top1"] == pytest.approx(top1, abs=1e-9) and abs(top1 - plain_top1) > 0.1
+    val_loss = torch.nn.functional.nll_loss(val_probabilities.log(), y_val).item()
+    assert summary["best_val_loss"] == pytest.approx(val_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("select_on, best_epoch, epochs_run", [("loss", 2, 5), ("accuracy", 4, 7)])
+def test_select_on_picks_and_early_stops_by_that_validation_metric(fashion_root, tmp_path, monkeypatch, select_on,
+                                                                  best_epoch, epochs_run):
+    """Validation scripted per epoch: the loss is lowest at epoch 2, the accuracy highest at epoch 4 (tied at
+    epoch 5, whose loss is higher); patience 2 stops 3 epochs after the selected best."""
+    losses, accuracies = iter([0.9, 0.5, 0.7, 0.6, 0.8, 0.9, 1.0, 1.1]), iter([0.5, 0.6, 0.6, 0.8, 0.8, 0.7, 0.7, 0.7])
+    evaluate = train.evaluate
+
+    def scripted(model, batches, indices, *rest):
+        metrics = evaluate(model, batches, indices, *rest)
+        return metrics if len(indices) == 200 else {**metrics, "loss": next(losses), "top1": next(accuracies)}
+    monkeypatch.setattr(train, "evaluate", scripted)
+    summary = tta_run(fashion_root, tmp_path, "--epochs", "8", "--patience", "2", "--select-on", select_on)
+    assert summary["status"] == "early_stopped"
+    assert (summary["best_epoch"], summary["epochs_run"]) == (best_epoch, epochs_run)
+    assert (summary["best_val_loss"], summary["best_val_acc"]) == ((0.5, 0.6) if select_on == "loss" else (0.6, 0.8))
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("float32", torch.float32),
+                                              ("auto", torch.float32)])
+def test_precision_sets_the_dtype_of_the_convolutions(fashion_root, tmp_path, monkeypatch, precision, dtype):
+    monkeypatch.delenv("LABS_FORCE_BF16", raising=False)
+    seen, build = set(), train.build_model
+
+    def recording(*args):
+        model = build(*args)
+        first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+        return model
+    monkeypatch.setattr(train, "build_model", recording)
+    tta_run(fashion_root, tmp_path, "--limit-train", "100", "--epochs", "1", "--precision", precision)
+    assert seen == {dtype}
+
+
 def normalised(run_dir, images, x):
     """uint8 images x as the run in run_dir fed them to its model: scaled by its training split's statistics."""
     config = json.loads((run_dir / "config.json").read_text())
@@ -243,6 +315,9 @@ def test_balanced_subset_counts_and_seed():
     (["--lr-schedule", "step"], "invalid choice: 'step'"),
     (["--ema", "1"], "--ema: must be a number in [0, 1)"),
     (["--label-smoothing", "-0.1"], "--label-smoothing: must be a number in [0, 1)"),
+    (["--augment", "crop"], "invalid choice: 'crop'"),
+    (["--select-on", "top5"], "invalid choice: 'top5'"),
+    (["--precision", "fp16"], "invalid choice: 'fp16'"),
 ])
 def test_bad_flags_exit_2(tmp_path, run_cli, flags, message):
     code, err = run_cli(train.main, [*flags, "--out", str(tmp_path / "bad")])
@@ -437,7 +512,7 @@ def test_label_smoothing_trains_on_the_smoothed_cross_entropy_of_a_known_batch()
     start = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     e = 0.2
-    metrics = train.train_one_epoch(model, optimizer, batches, torch.arange(8), 8, False, contextlib.nullcontext(),
+    metrics = train.train_one_epoch(model, optimizer, batches, torch.arange(8), 8, None, contextlib.nullcontext(),
                                     SimpleNamespace(update=lambda n: None), label_smoothing=e)
     model.load_state_dict(start)  # the weights the batch's loss was computed with
     with torch.no_grad():

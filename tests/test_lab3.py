@@ -241,6 +241,25 @@ def test_bert_run(tmp_path):
 TINY_LSTM = ["--model", "lstm", "--limit-train", "200", "--embed-dim", "8", "--hidden-size", "8", "--quiet"]
 
 
+@needs_corpus
+@pytest.mark.parametrize("precision, classifier_dtype", [("bf16", torch.bfloat16), ("float32", torch.float32)])
+def test_precision_sets_the_classifiers_dtype_and_the_recurrence_stays_float32(tmp_path, monkeypatch, precision,
+                                                                            classifier_dtype):
+    monkeypatch.delenv("LABS_FORCE_BF16", raising=False)
+    seen, build = {"rnn": set(), "fc": set()}, train.build_model
+
+    def recording(args, vocabulary):
+        model, notes = build(args, vocabulary)
+        for name in seen:
+            getattr(model, name).register_forward_hook(
+                lambda module, inputs, output, name=name: seen[name].add(
+                    (output[0].data if name == "rnn" else output).dtype))  # rnn: (packed outputs, hidden)
+        return model, notes
+    monkeypatch.setattr(train, "build_model", recording)
+    summary = train.main([*TINY_LSTM, "--epochs", "1", "--precision", precision, "--out", str(tmp_path / "run")])
+    assert summary["status"] == "ok" and seen == {"rnn": {torch.float32}, "fc": {classifier_dtype}}
+
+
 def history(run_dir):
     return pd.read_csv(run_dir / "history.csv")
 
