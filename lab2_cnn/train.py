@@ -3,10 +3,10 @@
     python lab2_cnn/train.py --dataset fashion-mnist --epochs 10
 
 Data live in memory as uint8 tensors (on the GPU when there is one); batches are normalised and,
-with --augment, randomly cropped and flipped on the fly. A validation set is split off the
-training images; training stops by the report's rule (best validation loss, or accuracy with
---select-on accuracy, not improved for patience+1 epochs); the test top-1/top-5 are those of the
-best-validation weights.
+with --augment, randomly cropped and flipped (or only flipped) on the fly. A validation set is split
+off the training images; training stops by the report's rule (best validation loss, or accuracy
+with --select-on accuracy, not improved for patience+1 epochs); the test top-1/top-5 are those of
+the best-validation weights.
 """
 import argparse
 import math
@@ -217,7 +217,7 @@ def main(argv=None) -> dict:
         plot_train_val(run.path("loss_curves.png"), history, "loss", "cross-entropy", title=f"{args.dataset}: loss")
         plot_train_val(run.path("accuracy_curves.png"), history, "acc", "top-1 accuracy",
                        title=f"{args.dataset}: accuracy")
-    summary = {"best_val_loss": None, "best_epoch": None, "test_top1": None, "test_top5": None}
+    summary = {"best_val_loss": None, "best_val_acc": None, "best_epoch": None, "test_top1": None, "test_top5": None}
     if stopper.restore_best(net, run.path("best.pt")):
         test_metrics = evaluate(net, test_batches, test_idx, args.batch_size, precision, args.tta)
         if run.writes:

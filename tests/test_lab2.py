@@ -163,6 +163,7 @@ def test_flip_augmentation_mirrors_some_images_and_leaves_the_rest_as_they_are()
     mirrored = [any(torch.equal(o, s.flip(2)) for s in source) for o in out]
     assert all(a != m for a, m in zip(as_they_are, mirrored, strict=True))  # every image one or the other: no crop
     assert 16 < sum(mirrored) < 48
+    assert train.parse_args(["--augment"]).augment == "crop-flip" and train.parse_args([]).augment is None
 
 
 def tta_run(fashion_root, tmp_path, *flags):
@@ -220,7 +221,8 @@ def test_precision_sets_the_dtype_of_the_convolutions(fashion_root, tmp_path, mo
         first_conv.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
         return model
     monkeypatch.setattr(train, "build_model", recording)
-    tta_run(fashion_root, tmp_path, "--limit-train", "100", "--epochs", "1", "--precision", precision)
+    tta_run(fashion_root, tmp_path, "--limit-train", "100", "--epochs", "1", "--precision", precision,
+            "--device", "cpu")  # auto is float32 on the CPU only
     assert seen == {dtype}
 
 

@@ -434,6 +434,17 @@ def test_teacher_targets_mix_the_label_and_the_teachers_probabilities_of_each_te
 
 
 @needs_corpus
+def test_a_teacher_computes_its_targets_in_the_students_precision(teacher_sweep, monkeypatch):
+    asked, autocast = [], train.autocast
+    monkeypatch.setattr(train, "autocast", lambda device, precision: asked.append(precision) or autocast(device,
+                                                                                                        precision))
+    flags = ["--teacher", str(teacher_sweep), "--teacher-weight", "1", "--precision"]
+    _, _, bf16 = student_targets([*flags, "bf16"])
+    _, _, float32 = student_targets([*flags, "float32"])
+    assert asked == ["bf16", "float32"] and torch.allclose(bf16, float32, atol=0.05)
+
+
+@needs_corpus
 def test_each_texts_target_is_what_the_teacher_says_of_that_text_alone(teacher_sweep):
     """The teacher reads length-bucketed batches: every row of the targets must still be its own text's."""
     args, splits, targets = student_targets(["--teacher", str(teacher_sweep), "--seed", "1", "--teacher-weight", "1"])
