@@ -81,14 +81,19 @@ def parse_args(argv=None):
                              "the training texts join the training targets")
     parser.add_argument("--teacher-weight", type=cli.rate, default=None,
                         help="with --teacher: target = (1 - w) one-hot label + w teacher probabilities (0.5)")
+    parser.add_argument("--teacher-temperature", type=cli.positive_float, default=None, metavar="T",
+                        help="with --teacher: its probabilities are the softmax of its logits / T; above 1 "
+                             "softer (Hinton et al. 2015) (1)")
     parser.epilog = "--lr-schedule and --warmup default to linear and 0.1 for bert, none and 0 otherwise."
     args = parser.parse_args(argv)
     args.lr = args.lr or DEFAULT_LR[args.model]
     resolve_model_defaults(args)
-    if args.teacher is None and args.teacher_weight is not None:
-        raise cli.UsageError("--teacher-weight weighs a teacher's probabilities: it needs --teacher")
-    if args.teacher is not None and args.teacher_weight is None:
-        args.teacher_weight = 0.5
+    for name, value in (("weight", args.teacher_weight), ("temperature", args.teacher_temperature)):
+        if args.teacher is None and value is not None:
+            raise cli.UsageError(f"--teacher-{name} shapes a teacher's probabilities: it needs --teacher")
+    if args.teacher is not None:
+        args.teacher_weight = 0.5 if args.teacher_weight is None else args.teacher_weight
+        args.teacher_temperature = args.teacher_temperature or 1.0
     if args.model == "transformer" and args.embed_dim % args.nhead:
         raise cli.UsageError(f"--embed-dim {args.embed_dim} must be divisible by --nhead {args.nhead}")
     return args
@@ -189,7 +194,8 @@ def teacher_targets(args, train_split, device) -> list[list[float]]:
     with torch.no_grad(), autocast(device, args.precision):
         for batch in data.bucketed_batches([len(s) for s in sequences], args.batch_size, shuffle=False):
             ids, lengths = data.pad_batch([sequences[i] for i in batch], pad_id)
-            probabilities[batch] = teacher(ids.to(device), lengths).float().softmax(1).cpu()
+            logits = teacher(ids.to(device), lengths).float()
+            probabilities[batch] = (logits / args.teacher_temperature).softmax(1).cpu()
     one_hot = F.one_hot(torch.tensor(labels), 2).float()
     return ((1 - args.teacher_weight) * one_hot + args.teacher_weight * probabilities).tolist()
 

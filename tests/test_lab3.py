@@ -370,7 +370,9 @@ def test_ema_copies_integer_buffers_such_as_berts_position_ids():
     (["--model", "bert", "--pool", "max"], "--pool max does not apply to --model bert; it takes cls, mean"),
     (["--dataset", "imdb"], "IMDB (aclImdb) is missing"),
     (["--patience", "-1"], "--patience/--wait: must be an integer >= 0, got '-1'"),
-    (["--teacher-weight", "0.3"], "--teacher-weight weighs a teacher's probabilities: it needs --teacher"),
+    (["--teacher-weight", "0.3"], "--teacher-weight shapes a teacher's probabilities: it needs --teacher"),
+    (["--teacher-temperature", "2"], "--teacher-temperature shapes a teacher's probabilities: it needs --teacher"),
+    (["--teacher", "x", "--teacher-temperature", "0"], "--teacher-temperature: must be a positive number, got '0'"),
     (["--teacher", "/no/such/run", "--teacher-weight", "0"], "--teacher-weight: must be a number in (0, 1], got '0'"),
 ])
 def test_bad_input_exits_2(tmp_path, run_cli, monkeypatch, flags, message):
@@ -431,6 +433,16 @@ def test_teacher_targets_mix_the_label_and_the_teachers_probabilities_of_each_te
     del config["pool"]  # a run older than the flag: its model's default
     (teacher_sweep / "seed=0/config.json").write_text(json.dumps(config))
     assert train.teacher_config(teacher_sweep / "seed=0").pool == "last"
+
+
+@needs_corpus
+def test_teacher_temperature_softens_the_teachers_probabilities(teacher_sweep):
+    """The seed-0 teacher's logits are (-10, 10) for every text: at T = 4 its probabilities are softmax((-2.5, 2.5))."""
+    args, _, targets = student_targets(["--teacher", str(teacher_sweep), "--teacher-weight", "1",
+                                        "--teacher-temperature", "4"])
+    softened = torch.tensor([1 / (1 + math.exp(5)), 1 / (1 + math.exp(-5))])
+    assert args.teacher_temperature == 4 and torch.allclose(targets, softened.expand(200, 2), atol=1e-6)
+    assert train.parse_args([*TINY_LSTM, "--teacher", str(teacher_sweep)]).teacher_temperature == 1
 
 
 @needs_corpus
