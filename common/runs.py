@@ -175,7 +175,7 @@ class Run:
         self._history = self._history_file = None
         self._flushed = self.started
         self._saved_epoch = self._last_epoch = None  # the epoch last.pt holds; the last one completed
-        self._interrupted = False
+        self._interrupted = self._saving = False
         self._handlers = {}  # signal -> the handler to put back
         self.history: dict[str, list] = {}  # the same rows, as columns in memory (for figures)
         if not self.writes:
@@ -219,7 +219,8 @@ class Run:
             raise KeyboardInterrupt
         self._interrupted = True
         below_progress_bar = "" if self.quiet else "\n"
-        print(f"{below_progress_bar}stopping after epoch {self._last_epoch + 1} to save it in last.pt (interrupt "
+        stop_after = self._last_epoch if self._saving else self._last_epoch + 1  # a save under way: its epoch
+        print(f"{below_progress_bar}stopping after epoch {stop_after} to save it in last.pt (interrupt "
               f"again to stop at once, from epoch {self._saved_epoch or 0})", file=sys.stderr, flush=True)
 
     def epochs_done(self) -> None:
@@ -306,11 +307,15 @@ class Run:
         if not self.writes:
             return
         if epoch % self.checkpoint_every == 0 or self._interrupted:
-            self._history_file.flush()  # the rows up to last.pt's epoch must be on disk before it is
-            checkpoint.save(self.dir / "last.pt", {
-                "epoch": epoch, "seconds": self.seconds(), "rng": checkpoint.rng_state(),
-                **{name: target.state_dict() for name, target in objects.items()}})  # rng: its own, if given
-            self._saved_epoch = epoch
+            self._saving = True
+            try:
+                self._history_file.flush()  # the rows up to last.pt's epoch must be on disk before it is
+                checkpoint.save(self.dir / "last.pt", {
+                    "epoch": epoch, "seconds": self.seconds(), "rng": checkpoint.rng_state(),
+                    **{name: target.state_dict() for name, target in objects.items()}})  # rng: its own, if given
+                self._saved_epoch = epoch
+            finally:
+                self._saving = False
         if self._interrupted:
             raise KeyboardInterrupt
 

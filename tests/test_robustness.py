@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from common import runs
 from common.sweep import cli as sweep
 from lab1_fnn import train as lab1
 
@@ -306,6 +307,23 @@ def test_interrupts_are_deferred_during_epochs_only(tmp_path, monkeypatch):
     lab1.main(["--n-points", "60", "--width", "4", "--epochs", "3", "--quiet", "--out", str(tmp_path / "r")])
     assert getattr(seen["epoch"], "__name__", "") == "_on_interrupt"
     assert seen["after"] is signal.default_int_handler is signal.getsignal(signal.SIGINT)
+
+
+def test_ctrl_c_during_a_save_of_last_pt_says_the_epoch_it_stops_after(tmp_path, run_cli, monkeypatch):
+    """The run stops once the save under way is done: the line says that epoch, not the next one."""
+    save = runs.checkpoint.save
+
+    def interrupted_save(path, state):
+        if state["epoch"] == 20:
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler here, inside the save
+        save(path, state)
+    monkeypatch.setattr(runs.checkpoint, "save", interrupted_save)
+    out = tmp_path / "r"
+    code, err = run_cli(lab1.main, ["--n-points", "60", "--width", "4", "--epochs", "50", "--checkpoint-every", "10",
+                                    "--quiet", "--out", str(out)])
+    assert code == 130 and err[0].startswith("stopping after epoch 20 to save it in last.pt")
+    assert f"{out} stopped after epoch 20 (last.pt)" in err[1]
+    assert len((out / "history.csv").read_text().splitlines()) == 1 + 20
 
 
 def test_a_rerun_sweep_resumes_an_interrupted_point_from_its_last_pt(tmp_path, run_cli, interrupt_in_epoch, capsys):
