@@ -157,7 +157,7 @@ def test_flip_augmentation_mirrors_some_images_and_leaves_the_rest_as_they_are()
     x, y = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8), torch.arange(64) % 10
     mean, std = torch.full((1, 1, 1), 0.5), torch.full((1, 1, 1), 0.25)
     batches = datasets.Batches(x, y, mean, std, "cpu")
-    (out, labels, _), = batches(torch.arange(64), 64, shuffle=True, augmentation="flip")
+    (out, _, _), = batches(torch.arange(64), 64, shuffle=True, augmentation="flip")
     source = (x.float() / 255 - mean) / std
     as_they_are = [any(torch.equal(o, s) for s in source) for o in out]
     mirrored = [any(torch.equal(o, s.flip(2)) for s in source) for o in out]
@@ -166,7 +166,7 @@ def test_flip_augmentation_mirrors_some_images_and_leaves_the_rest_as_they_are()
     assert train.parse_args(["--augment"]).augment == "crop-flip" and train.parse_args([]).augment is None
 
 
-def tta_run(fashion_root, tmp_path, *flags):
+def tiny_run(fashion_root, tmp_path, *flags):
     return train.main(["--data-root", str(fashion_root), "--widths", TINY_WIDTHS, "--epochs", "3",
                        "--lr", "0.05", "--lrd", "0.9", "--batch-size", "32", "--patience", "3", "--quiet",
                        "--out", str(tmp_path / "run"), *flags])
@@ -175,7 +175,7 @@ def tta_run(fashion_root, tmp_path, *flags):
 def test_tta_validates_and_tests_on_the_mean_probabilities_of_each_image_and_its_mirror(fashion_root, tmp_path):
     """The fixture's class is where a patch is, so a mirror image looks like another class: the test top-1 of
     the mean probabilities, recomputed here from best.pt, is far from the plain one."""
-    summary = tta_run(fashion_root, tmp_path, "--tta")
+    summary = tiny_run(fashion_root, tmp_path, "--tta")
     images = datasets.load_fashion_mnist(fashion_root)
     model = ResidualCNN(1, 10, 28, (6, 8, 8, 8, 8, 8))
     plain_top1, _ = scores_of_saved_weights(tmp_path / "run", images, model)
@@ -201,9 +201,10 @@ def test_select_on_picks_and_early_stops_by_that_validation_metric(fashion_root,
 
     def scripted(model, batches, indices, *rest):
         metrics = evaluate(model, batches, indices, *rest)
-        return metrics if len(indices) == 200 else {**metrics, "loss": next(losses), "top1": next(accuracies)}
+        test_set = len(indices) == 200  # the fixture's 200 test images: left as they are
+        return metrics if test_set else {**metrics, "loss": next(losses), "top1": next(accuracies)}
     monkeypatch.setattr(train, "evaluate", scripted)
-    summary = tta_run(fashion_root, tmp_path, "--epochs", "8", "--patience", "2", "--select-on", select_on)
+    summary = tiny_run(fashion_root, tmp_path, "--epochs", "8", "--patience", "2", "--select-on", select_on)
     assert summary["status"] == "early_stopped"
     assert (summary["best_epoch"], summary["epochs_run"]) == (best_epoch, epochs_run)
     assert (summary["best_val_loss"], summary["best_val_acc"]) == ((0.5, 0.6) if select_on == "loss" else (0.6, 0.8))
@@ -221,7 +222,7 @@ def test_precision_sets_the_dtype_of_the_convolutions(fashion_root, tmp_path, mo
         first_conv.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
         return model
     monkeypatch.setattr(train, "build_model", recording)
-    tta_run(fashion_root, tmp_path, "--limit-train", "100", "--epochs", "1", "--precision", precision,
+    tiny_run(fashion_root, tmp_path, "--limit-train", "100", "--epochs", "1", "--precision", precision,
             "--device", "cpu")  # auto is float32 on the CPU only
     assert seen == {dtype}
 
